@@ -1,0 +1,365 @@
+"""The journal writer: a bounded in-memory queue drained by one background thread.
+
+The hot path (``Experiment.log_metric``) only appends a tuple to a ``collections.deque``
+(thread-safe, no lock). The writer thread wakes every ``flush_interval`` seconds, encodes what
+is queued to compact JSON and inserts it with one ``executemany`` per transaction. So:
+
+* what a call has returned for is durable within about ``flush_interval`` plus the time to
+  write the backlog (bounded by ``max_queue``): the default keeps that under 1 s;
+* the queue is bounded: past ``max_queue`` the caller waits for the writer (never drops),
+  unless the writer is failing, in which case calls are counted as lost instead of hanging
+  the training loop;
+* every failure (disk full, journal deleted, locked database) is reported once on stderr
+  and through ``logging``, counted, and summarised by ``close()``.
+
+Fork safety: a child process never uses the parent's SQLite connection or thread. An
+``os.register_at_fork`` hook gives every writer in the child an empty queue, fresh locks and a
+fresh thread; the inherited connection is parked, never used or closed (closing it could
+checkpoint or delete the parent's WAL). SQLite's own advice: do not carry a connection across
+``fork()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Final
+
+from schema import blobs as blob_store
+from schema import tables
+from schema.journal import Journal, sqlite_connect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+logger = logging.getLogger("recorder")
+
+DEFAULT_FLUSH_INTERVAL_S: Final = 0.2
+DEFAULT_MAX_QUEUE: Final = 50_000
+BIG_BATCH: Final = 5_000  # drain again at once, without waiting, when this much is queued
+RETRY_PAUSE_S: Final = 0.5
+
+# The one INSERT, compiled from the table definition (no second copy of the schema).
+INSERT_CALL: Final = str(
+    tables.calls.insert().values(endpoint=None, experiment_id=None, ts_ms=None, payload=None)
+    .compile(dialect=sqlite_dialect.dialect())).replace(":endpoint", "?") \
+    .replace(":experiment_id", "?").replace(":ts_ms", "?").replace(":payload", "?")
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_SPECIAL = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _fix_special_floats(value: Any) -> Any:
+    """NaN and +/-inf as the official SDK sends them: "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        return _SPECIAL.get(value, value)
+    if isinstance(value, dict):
+        return {k: _fix_special_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_fix_special_floats(v) for v in value]
+    return value
+
+
+def encode_payload(payload: dict) -> str:
+    try:
+        return _encode(payload)
+    except ValueError:  # NaN or infinity somewhere: rare, so the check is not on the hot path
+        return _encode(_fix_special_floats(payload))
+
+
+def _encode_metric(data: tuple) -> str:
+    name, value, step, epoch, context = data
+    payload = {"metricName": name, "metricValue": value}
+    if step is not None:
+        payload["step"] = step
+    if epoch is not None:
+        payload["epoch"] = epoch
+    if context is not None:
+        payload["context"] = context
+    return encode_payload(payload)
+
+
+# Endpoints whose queued payload is a tuple (hot paths) rather than a ready dict.
+ENCODERS: Final[dict[str, Callable[[Any], str]]] = {"log_metric": _encode_metric}
+
+
+class Flush:
+    """A marker in the queue: set once everything queued before it is committed."""
+
+    __slots__ = ("done", "ok")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.ok = True
+
+
+class WriterStats:
+    __slots__ = ("journaled", "lost", "errors", "last_error")
+
+    def __init__(self):
+        self.journaled = 0
+        self.lost = 0
+        self.errors = 0
+        self.last_error = ""
+
+    def as_dict(self) -> dict:
+        return {"journaled": self.journaled, "lost": self.lost, "errors": self.errors,
+                "last_error": self.last_error}
+
+
+_INHERITED_CONNECTIONS: list = []  # parked in forked children, never closed there
+_WRITERS: "weakref.WeakSet[JournalWriter]" = weakref.WeakSet()
+
+
+class JournalWriter:
+    """Appends calls to one journal file from one process (shared by its experiments)."""
+
+    def __init__(self, path: str, *, flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
+                 max_queue: int = DEFAULT_MAX_QUEUE, synchronous: str = "NORMAL",
+                 max_journal_bytes: int | None = None):
+        self.path = os.path.abspath(path)
+        Journal.open(self.path, create=True).close()  # create and migrate, then raw access
+        self.flush_interval = flush_interval
+        self.max_queue = max_queue
+        self.synchronous = synchronous
+        self.max_journal_bytes = max_journal_bytes
+        self.stats = WriterStats()
+        self._reported: set[str] = set()
+        self._init_process_state()
+        _WRITERS.add(self)
+
+    # --- process-local state (rebuilt after fork) --------------------------------------
+
+    def _init_process_state(self) -> None:
+        # The same deque object survives a fork (experiments hold it for their hot path);
+        # the child empties it, since the parent writes what was queued before the fork.
+        if hasattr(self, "queue"):
+            self.queue.clear()
+        else:
+            self.queue: deque = deque()
+        self._wake = threading.Event()
+        self._room = threading.Condition(threading.Lock())
+        self._conn_lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None
+        self._healthy = True
+        self._closing = False
+        self._closed = False
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="recorder.journal-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        if self._conn is not None:
+            _INHERITED_CONNECTIONS.append(self._conn)
+        closed = self._closed
+        self._init_process_state()
+        if closed:
+            self.close()
+
+    # --- called by the experiment ---------------------------------------------------------
+
+    def wait_for_room(self) -> None:
+        """Called by a caller that found the queue over ``max_queue``: slow it down.
+
+        While the writer works, the caller waits (nothing is dropped). When the writer is
+        failing, waiting could hang the training loop forever, so the newest call is counted
+        as lost instead.
+        """
+        queue = self.queue
+        while len(queue) > self.max_queue:
+            if not self._healthy or self._closed:
+                try:
+                    queue.pop()
+                except IndexError:
+                    return
+                self.stats.lost += 1
+                self._report("queue-overflow", "the journal writer is failing and its queue "
+                             f"is full; calls are being lost ({self.stats.last_error})")
+                return
+            self._wake.set()
+            with self._room:
+                self._room.wait(0.05)
+
+    def connection(self) -> sqlite3.Connection:
+        """A connection of this process for synchronous work (blobs, experiment rows)."""
+        conn = sqlite_connect(self.path)
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
+
+    def put_blob_stream(self, stream) -> tuple[str, int]:
+        conn = self.connection()
+        try:
+            self._apply_size_cap(conn)
+            return blob_store.put_stream(conn, stream)
+        finally:
+            conn.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Make everything queued so far durable; True if it was written in time."""
+        if self._closed or not self._thread.is_alive():
+            return not self.queue
+        marker = Flush()
+        self.queue.append(marker)
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            return False
+        return marker.ok
+
+    def close(self, timeout: float = 30.0) -> dict:
+        """Flush, stop the thread, close the connection; return the counters."""
+        if self._closed:
+            return self.stats.as_dict()
+        if self._thread.is_alive():
+            self.flush(timeout)
+            self._closing = True
+            self._wake.set()
+            self._thread.join(timeout)
+        self._closed = True
+        pending = sum(1 for item in self.queue if not isinstance(item, Flush))
+        if pending:
+            self.stats.lost += pending
+            self.queue.clear()
+            self._report("close-timeout", f"{pending} calls were still queued when the writer "
+                                          "stopped and could not be journaled")
+        return self.stats.as_dict()
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        queue = self.queue
+        while True:
+            if len(queue) < BIG_BATCH:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+            if queue:
+                self._drain(queue)
+            elif self._closing:
+                break
+        with self._conn_lock:
+            if self._conn is not None and self._pid == os.getpid():
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+
+    def _drain(self, queue: deque) -> None:
+        n = len(queue)
+        popleft = queue.popleft
+        batch = [popleft() for _ in range(n)]
+        markers = [item for item in batch if item.__class__ is Flush]
+        if markers:
+            batch = [item for item in batch if item.__class__ is not Flush]
+        ok = self._write_with_retries(batch) if batch else True
+        for marker in markers:
+            marker.ok = ok
+            marker.done.set()
+        with self._room:
+            self._room.notify_all()
+
+    def _write_with_retries(self, batch: list) -> bool:
+        """Write a batch; on failure keep retrying while the process lives and we are open."""
+        rows = None
+        while True:
+            try:
+                if rows is None:
+                    rows = self._encode(batch)
+                self._insert(rows)
+            except Exception as exc:  # never let the thread die: report, count, retry
+                self._healthy = False
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                permanent = isinstance(exc, _JournalGone) or rows is None
+                self._report(type(exc).__name__, f"cannot write to the journal: {exc}"
+                             + ("" if permanent else "; retrying"))
+                if permanent or self._closing:
+                    self.stats.lost += len(batch)
+                    return False
+                time.sleep(RETRY_PAUSE_S)
+                continue
+            self.stats.journaled += len(rows)
+            if not self._healthy:
+                self._healthy = True
+                logger.warning("comet-journal: writing to %s works again", self.path)
+                self._reported.clear()
+            return True
+
+    @staticmethod
+    def _encode(batch: list) -> list[tuple]:
+        encoders = ENCODERS
+        rows = []
+        append = rows.append
+        for endpoint, exp_id, t, payload in batch:
+            text = (encoders[endpoint](payload) if payload.__class__ is tuple
+                    else encode_payload(payload))
+            append((endpoint, exp_id, int(t * 1000), text))
+        return rows
+
+    def _insert(self, rows: list[tuple]) -> None:
+        with self._conn_lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(INSERT_CALL, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        self._check_file()
+        if self._conn is None:
+            conn = self.connection()
+            self._apply_size_cap(conn)
+            self._conn = conn
+        return self._conn
+
+    def _apply_size_cap(self, conn: sqlite3.Connection) -> None:
+        if self.max_journal_bytes:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count={max(1, self.max_journal_bytes // page_size)}")
+
+    def _check_file(self) -> None:
+        """Notice a journal deleted or replaced under us (SQLite would write into a ghost)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise _JournalGone(f"{self.path} was deleted while recording") from None
+        inode = (st.st_dev, st.st_ino)
+        if self._inode is None:
+            self._inode = inode
+        elif inode != self._inode:
+            raise _JournalGone(f"{self.path} was replaced by another file while recording")
+
+    def _report(self, kind: str, message: str) -> None:
+        if kind in self._reported:
+            return
+        self._reported.add(kind)
+        logger.error("comet-journal: %s", message)
+        try:
+            sys.stderr.write(f"comet-journal: {message}\n")
+        except Exception:
+            pass
+
+
+class _JournalGone(RuntimeError):
+    pass
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_WRITERS):
+        writer._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,1 @@
+"""The journal format (tables, migrations, blob store) and the endpoint catalogue."""

@@ -1,0 +1,364 @@
+"""The one catalogue of Comet's REST v2 write endpoints.
+
+Everything that knows about an endpoint reads it from here: the recorder validates a call
+with it before journaling, the uploader builds the HTTP request from it, and the emulator
+validates incoming requests with it. Source: ``shared/reference/write-endpoints.md`` with its
+errata (CPU path, symlink's ``experimentKey``, multipart uploads, update-project path).
+
+A journal row stores the *payload* of a call: the wire fields by their wire names, minus
+``experimentKey`` (the uploader adds the server's key, which is unknown when recording).
+Fields marked ``blob`` hold large bytes; in the journal their value is a blob reference
+``{"$blob": "<sha256>", "size": N}`` resolved by the uploader (see ``schema.blobs``).
+
+Example::
+
+    from schema.catalogue import ENDPOINTS, validate
+    ep = ENDPOINTS["log_metric"]
+    ep.method, ep.path            # ('POST', '/api/rest/v2/write/experiment/metric')
+    validate(ep, {"metricName": "loss", "metricValue": 0.5, "experimentKey": "k" * 32})
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final, Iterable, Mapping
+
+REST_PREFIX: Final = "/api/rest/v2/"
+
+# Field types. "number" accepts the SDK's string forms of special floats ("NaN", ...).
+STR: Final = "str"
+INT: Final = "int"
+NUMBER: Final = "number"
+BOOL: Final = "bool"
+SCALAR: Final = "scalar"  # str, number or bool (parameter and "other" values)
+PARAM_VALUE: Final = "param_value"  # a scalar or a list of scalars (the SDK sends lists)
+METRIC_VALUE: Final = "metric_value"  # a number, or a string (Comet accepts text metrics)
+STR_LIST: Final = "str_list"
+NUMBER_LIST: Final = "number_list"
+OBJECT_LIST: Final = "object_list"  # a list of objects whose fields are ``items``
+JSON_OBJECT: Final = "object"  # any JSON object (asset metadata)
+FILE: Final = "file"  # a multipart file part
+
+# Where a field travels on the wire.
+BODY: Final = "body"  # JSON body
+QUERY: Final = "query"  # URL query string
+PART: Final = "part"  # multipart/form-data part
+
+# What an endpoint belongs to.
+EXPERIMENT: Final = "experiment"
+PROJECT: Final = "project"
+VIZ_INSTANCE: Final = "viz_instance"
+
+SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an endpoint: its wire name, type, location and whether it is required."""
+
+    name: str
+    type: str
+    required: bool = False
+    location: str = BODY
+    items: tuple["Field", ...] = ()  # for OBJECT_LIST
+    blob: bool = False  # stored in the journal's blob store, not inline
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One write endpoint.
+
+    ``positioned`` endpoints carry their own position (step, timestamp, offset), so the
+    uploader may send them concurrently; all others are applied in journal order.
+    ``one_of`` lists alternative groups of fields of which exactly one group must be given
+    (Update Project: ``projectId`` or ``workspaceName`` + ``projectName``).
+    """
+
+    name: str
+    method: str
+    path: str
+    entity: str
+    fields: tuple[Field, ...]
+    response: Mapping[str, Any] = field(default_factory=dict)
+    positioned: bool = False
+    one_of: tuple[tuple[str, ...], ...] = ()
+    documented: bool = True  # False for the official SDK's extra (clientlib/batch) routes
+
+    @property
+    def multipart(self) -> bool:
+        return any(f.location == PART for f in self.fields)
+
+    @property
+    def needs_experiment_key(self) -> bool:
+        return any(f.name == "experimentKey" for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    def fields_at(self, location: str) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.location == location)
+
+
+class CatalogueError(ValueError):
+    """A payload does not match its endpoint: names the endpoint, the field and the value."""
+
+    def __init__(self, endpoint: str, field_name: str, problem: str, value: Any = None):
+        self.endpoint = endpoint
+        self.field = field_name
+        self.problem = problem
+        self.value = value
+        shown = "" if value is None else f" (got {_short_repr(value)})"
+        super().__init__(f"{endpoint}: field {field_name!r} {problem}{shown}")
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- helpers to keep the table below readable -------------------------------------------
+
+_KEY = Field("experimentKey", STR, required=True)
+_KEY_Q = Field("experimentKey", STR, required=True, location=QUERY)
+
+
+def _exp(name, method, path, *fields, positioned=False, response=None, **kw) -> Endpoint:
+    return Endpoint(name, method, REST_PREFIX + path, EXPERIMENT, tuple(fields),
+                    response=response or {"msg": "Saved"}, positioned=positioned, **kw)
+
+
+_SAMPLE_POSITION = (
+    Field("context", STR), Field("epoch", INT), Field("step", INT), Field("timestamp", INT),
+)
+
+_ENDPOINT_LIST: tuple[Endpoint, ...] = (
+    # --- the experiment's life ---------------------------------------------------------
+    Endpoint(
+        "experiment_create", "POST", REST_PREFIX + "write/experiment/create", EXPERIMENT,
+        (Field("experimentName", STR), Field("projectName", STR, required=True),
+         Field("workspaceName", STR, required=True)),
+        response={"experimentKey": "", "link": "", "projectName": "", "workspaceName": ""},
+    ),
+    _exp("experiment_stop", "GET", "write/experiment/stop", _KEY_Q,
+         response={"msg": "Stop Requested"}),
+    _exp("experiment_archive", "GET", "write/experiment/archive", _KEY_Q,
+         response={"msg": "Archived"}),
+    _exp("experiment_delete", "GET", "write/experiment/delete", _KEY_Q,
+         response={"msg": "Deleted"}),
+    _exp("experiment_restore", "GET", "write/experiment/restore", _KEY_Q,
+         response={"msg": "Restore"}),
+    _exp("experiment_keepalive", "GET", "write/experiment/set-status", _KEY_Q,
+         response={"cpuMonitorIntervalMillis": 68000, "gpuMonitorIntervalMillis": 60000,
+                   "isAliveBeatDurationMillis": 10000}),
+    _exp("experiment_start_end_time", "POST", "write/experiment/set-start-end-time", _KEY,
+         Field("startTimeMillis", INT), Field("endTimeMillis", INT)),
+    # --- values ------------------------------------------------------------------------
+    _exp("log_metric", "POST", "write/experiment/metric", _KEY,
+         Field("metricName", STR, required=True), Field("metricValue", METRIC_VALUE, required=True),
+         *_SAMPLE_POSITION, positioned=True),
+    _exp("log_parameter", "POST", "write/experiment/parameter", _KEY,
+         Field("parameterName", STR, required=True),
+         Field("parameterValue", PARAM_VALUE, required=True),
+         Field("step", INT), Field("timestamp", INT)),
+    _exp("log_other", "POST", "write/experiment/log-other", _KEY,
+         Field("key", STR, required=True), Field("value", SCALAR, required=True),
+         Field("timestamp", INT)),
+    _exp("log_html", "POST", "write/experiment/html", _KEY,
+         Field("html", STR, required=True), Field("override", BOOL), Field("timestamp", INT)),
+    _exp("add_tags", "POST", "write/experiment/tags", _KEY, Field("addedTags", STR_LIST)),
+    _exp("log_output", "POST", "write/experiment/output", _KEY, Field("context", STR),
+         Field("outputLines", OBJECT_LIST, required=True, items=(
+             Field("output", STR, required=True), Field("stderr", BOOL),
+             Field("localTimestamp", INT), Field("offset", INT))),
+         positioned=True),
+    _exp("log_graph", "POST", "write/experiment/graph", _KEY,
+         Field("graph", STR, required=True, blob=True)),
+    _exp("set_code", "POST", "write/experiment/code", _KEY,
+         Field("code", STR, required=True, blob=True)),
+    # --- files -------------------------------------------------------------------------
+    _exp("upload_asset", "POST", "write/experiment/upload-asset", _KEY_Q,
+         Field("fileName", STR, location=QUERY), Field("extension", STR, location=QUERY),
+         Field("step", INT, location=QUERY), Field("overwrite", BOOL, location=QUERY),
+         Field("context", STR, location=QUERY), Field("type", STR, location=QUERY),
+         Field("file", FILE, required=True, location=PART, blob=True),
+         Field("metadata", JSON_OBJECT, location=PART)),
+    _exp("upload_text_sample", "POST", "write/experiment/upload-text-sample", _KEY,
+         Field("content", STR, required=True, blob=True), Field("context", STR),
+         Field("step", INT), Field("metadata", STR)),
+    _exp("upload_git_patch", "POST", "write/experiment/git/patch", _KEY_Q,
+         Field("file", FILE, required=True, location=PART, blob=True)),
+    _exp("git_metadata", "POST", "write/experiment/git/metadata", _KEY,
+         *(Field(n, STR, required=True) for n in ("branch", "origin", "parent", "root", "user"))),
+    _exp("system_details", "POST", "write/experiment/system-details", _KEY,
+         Field("command", STR_LIST), Field("executable", STR),
+         Field("gpuStaticInfoList", OBJECT_LIST, items=(
+             Field("gpuIndex", INT, required=True), Field("name", STR, required=True),
+             Field("powerLimit", INT, required=True), Field("totalMemory", INT, required=True),
+             Field("uuid", STR, required=True))),
+         Field("hostname", STR), Field("installedPackages", STR_LIST), Field("ip", STR),
+         Field("logAdditionalSystemInfoList", OBJECT_LIST, items=(
+             Field("key", STR, required=True), Field("value", STR, required=True))),
+         Field("networkInterfaceIps", STR_LIST), Field("os", STR),
+         Field("osPackages", STR_LIST), Field("osType", STR), Field("pid", INT),
+         Field("pythonVersion", STR), Field("pythonVersionVerbose", STR), Field("user", STR)),
+    # --- system samples ----------------------------------------------------------------
+    _exp("gpu_metrics", "POST", "write/experiment/gpu-metrics", _KEY, *_SAMPLE_POSITION,
+         Field("gpus", OBJECT_LIST, required=True, items=(
+             Field("freeMemory", INT, required=True), Field("gpuId", INT, required=True),
+             Field("gpuUtilization", INT, required=True), Field("totalMemory", INT, required=True),
+             Field("usedMemory", INT, required=True))),
+         positioned=True),
+    _exp("ram_metrics", "POST", "write/experiment/ram-metrics", _KEY, *_SAMPLE_POSITION,
+         Field("totalRam", INT, required=True), Field("usedRam", INT, required=True),
+         positioned=True),
+    _exp("cpu_metrics", "POST", "write/experiment/cpu-metrics", _KEY, *_SAMPLE_POSITION,
+         Field("cpuPercentUtilization", NUMBER_LIST, required=True), positioned=True),
+    _exp("load_metrics", "POST", "write/experiment/load-metrics", _KEY, *_SAMPLE_POSITION,
+         Field("loadAverage", NUMBER, required=True), positioned=True),
+    # --- projects ----------------------------------------------------------------------
+    Endpoint("project_create", "POST", REST_PREFIX + "write/project/create", PROJECT,
+             (Field("isPublic", BOOL, required=True),
+              Field("projectDescription", STR, required=True),
+              Field("projectName", STR, required=True),
+              Field("workspaceName", STR, required=True)),
+             response={"projectId": ""}),
+    Endpoint("project_delete", "POST", REST_PREFIX + "write/project/delete", PROJECT,
+             (Field("deleteAllExperiments", BOOL, required=True),
+              Field("projectName", STR, required=True),
+              Field("workspaceName", STR, required=True)),
+             response={"msg": "Deleted"}),
+    Endpoint("project_symlink", "GET", REST_PREFIX + "write/project/symlink", EXPERIMENT,
+             (_KEY_Q, Field("projectName", STR, required=True, location=QUERY)),
+             response={"link": ""}),
+    Endpoint("project_notes", "POST", REST_PREFIX + "write/project/notes", PROJECT,
+             (Field("notes", STR, required=True), Field("projectId", STR, required=True)),
+             response={"msg": "Saved"}),
+    Endpoint("project_update", "POST", REST_PREFIX + "write/project/update", PROJECT,
+             (Field("projectId", STR, location=QUERY),
+              Field("workspaceName", STR, location=QUERY),
+              Field("projectName", STR, location=QUERY),
+              Field("isPublic", BOOL), Field("newProjectDescription", STR),
+              Field("newProjectName", STR)),
+             response={"msg": "Updated"},
+             one_of=(("projectId",), ("workspaceName", "projectName"))),
+    # --- viz instances -----------------------------------------------------------------
+    Endpoint("viz_store_save", "POST", REST_PREFIX + "write/viz-instance/store/save",
+             VIZ_INSTANCE,
+             (Field("instanceId", STR, required=True), Field("projectId", STR, required=True),
+              Field("store", STR, required=True)),
+             response={"msg": "Stored"}),
+)
+
+ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _ENDPOINT_LIST}
+BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {(e.method, e.path): e for e in _ENDPOINT_LIST}
+
+
+def documented_endpoints() -> Iterable[Endpoint]:
+    """The endpoints of write-endpoints.md, in the catalogue's order."""
+    return (e for e in _ENDPOINT_LIST if e.documented)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float)):
+        return True
+    return isinstance(v, str) and v in SPECIAL_FLOATS
+
+
+def _is_scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool))
+
+
+_TYPE_CHECKS = {
+    STR: (lambda v: isinstance(v, str), "must be a string"),
+    INT: (_is_int, "must be an integer"),
+    NUMBER: (_is_number, "must be a number"),
+    BOOL: (lambda v: isinstance(v, bool), "must be a boolean"),
+    SCALAR: (_is_scalar, "must be a string, number or boolean"),
+    PARAM_VALUE: (lambda v: _is_scalar(v) or (isinstance(v, list) and all(map(_is_scalar, v))),
+                  "must be a string, number, boolean or a list of those"),
+    METRIC_VALUE: (lambda v: _is_number(v) or isinstance(v, str), "must be a number or a string"),
+    STR_LIST: (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+               "must be a list of strings"),
+    NUMBER_LIST: (lambda v: isinstance(v, list) and all(map(_is_number, v)),
+                  "must be a list of numbers"),
+    OBJECT_LIST: (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+                  "must be a list of objects"),
+    JSON_OBJECT: (lambda v: isinstance(v, dict), "must be a JSON object"),
+    FILE: (lambda v: v is not None, "must be a file"),
+}
+
+
+def check_type(type_name: str, value: Any) -> str | None:
+    """Return None when ``value`` fits ``type_name``, else the problem in words."""
+    check, problem = _TYPE_CHECKS[type_name]
+    return None if check(value) else problem
+
+
+def project_ref(workspace: str, project: str) -> dict:
+    """A journal-side stand-in for a ``projectId`` that only the server knows; the uploader
+    resolves it (from the project's creation or the read API) before sending."""
+    return {"$project": {"workspaceName": workspace, "projectName": project}}
+
+
+def is_project_ref(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("$project"), dict)
+
+
+def _is_blob_ref(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("$blob"), str)
+
+
+def validate(endpoint: Endpoint, values: Mapping[str, Any], *, journal_form: bool = False,
+             allow_unknown: bool = False) -> None:
+    """Raise :class:`CatalogueError` when ``values`` do not fit ``endpoint``.
+
+    :param values: field name to value, all locations merged (body, query and parts).
+    :param journal_form: the payload as journaled: ``experimentKey`` is absent (the uploader
+        adds it) and blob fields hold ``{"$blob": sha256, "size": n}`` references.
+    :param allow_unknown: accept fields the catalogue does not name (the emulator is lenient
+        there, as Comet is; the recorder is not).
+    """
+    known = {f.name: f for f in endpoint.fields}
+    if not allow_unknown:
+        for name in values:
+            if name not in known:
+                raise CatalogueError(endpoint.name, name, "is not a field of this endpoint")
+    for f in endpoint.fields:
+        if journal_form and f.name == "experimentKey":
+            continue
+        value = values.get(f.name)
+        if value is None:
+            if f.required:
+                raise CatalogueError(endpoint.name, f.name, "is required")
+            continue
+        if journal_form and f.name == "projectId" and is_project_ref(value):
+            continue
+        if journal_form and f.blob:
+            if not _is_blob_ref(value):
+                raise CatalogueError(endpoint.name, f.name, "must be a blob reference", value)
+            continue
+        problem = check_type(f.type, value)
+        if problem:
+            raise CatalogueError(endpoint.name, f.name, problem, value)
+        if f.type == OBJECT_LIST and f.items:
+            item_ep = Endpoint(f"{endpoint.name}.{f.name}[]", "", "", endpoint.entity, f.items)
+            for item in value:
+                validate(item_ep, item, allow_unknown=allow_unknown)
+    if endpoint.one_of:
+        given = [g for g in endpoint.one_of if all(values.get(n) is not None for n in g)]
+        if len(given) != 1:
+            names = " or ".join("+".join(g) for g in endpoint.one_of)
+            raise CatalogueError(endpoint.name, "/".join(endpoint.one_of[0]),
+                                 f"give exactly one of {names}")

@@ -1,0 +1,256 @@
+"""Opening journal files: recognise them, refuse what is not one, create and migrate.
+
+A journal is an SQLite file stamped with ``PRAGMA application_id`` = ``APPLICATION_ID`` and
+``PRAGMA user_version`` = its format version. :func:`read_header` recognises a journal from the
+first 100 bytes alone (the watch daemon relies on that to tell journals from other ``*.db``
+files), without opening it with SQLite and without writing anything.
+
+Example::
+
+    from schema.journal import Journal
+    with Journal.open("run.db", create=True) as journal:   # creates and migrates
+        with journal.engine.connect() as conn: ...
+    Journal.open("run.db", readonly=True)                   # never writes, never migrates
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import struct
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+
+from schema import migrations, tables
+from schema.errors import (CorruptJournalError, JournalError, JournalLockedError,
+                           JournalNotFoundError, NewerFormatError, NotAJournalError,
+                           TruncatedJournalError)
+
+APPLICATION_ID: Final = 0x434A524E  # "CJRN" in the SQLite header: this file is a journal
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+HEADER_SIZE: Final = 100
+BUSY_TIMEOUT_S: Final = 30.0
+UPGRADE_HINT: Final = "upgrade with: pip install -U comet-journal"
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the first 100 bytes of an SQLite file say."""
+
+    page_size: int
+    page_count: int
+    page_count_valid: bool
+    user_version: int
+    application_id: int
+    file_size: int
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Read and check an SQLite header; raise a :class:`JournalError` naming the problem.
+
+    Reads bytes only: never opens the file with SQLite, never writes.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(HEADER_SIZE)
+            size = os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        raise JournalNotFoundError(path, "no such file") from None
+    except IsADirectoryError:
+        raise NotAJournalError(path, "is a directory, not a journal file") from None
+    except OSError as exc:
+        raise JournalError(path, f"cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise NotAJournalError(path, "is empty (0 bytes), not a journal")
+    if not head.startswith(SQLITE_MAGIC):
+        if len(head) < len(SQLITE_MAGIC) and SQLITE_MAGIC.startswith(head):
+            raise TruncatedJournalError(path, f"is only {size} bytes: truncated",
+                                        "copy the journal again")
+        raise NotAJournalError(path, "is not an SQLite file, so not a journal")
+    if len(head) < HEADER_SIZE:
+        raise TruncatedJournalError(path, f"is only {size} bytes, shorter than its header: "
+                                          "truncated", "copy the journal again")
+    page_size = struct.unpack(">H", head[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, page_count = struct.unpack(">II", head[24:32])
+    valid_for = struct.unpack(">I", head[92:96])[0]
+    user_version, application_id = struct.unpack(">iI", head[60:64] + head[68:72])
+    header = Header(page_size, page_count, change_counter == valid_for, user_version,
+                    application_id, size)
+    if header.application_id != APPLICATION_ID:
+        raise NotAJournalError(path, "is an SQLite database but not a comet-journal journal "
+                                     f"(application_id {application_id:#x})")
+    if page_size < 512 or page_size & (page_size - 1):
+        raise CorruptJournalError(path, f"has an invalid page size {page_size}")
+    if header.page_count_valid and size < page_count * page_size:
+        raise TruncatedJournalError(
+            path, f"is {size} bytes but its header says {page_count * page_size}: truncated",
+            "copy the journal again")
+    if size % page_size:
+        raise TruncatedJournalError(path, f"is {size} bytes, not a whole number of "
+                                          f"{page_size}-byte pages: truncated",
+                                    "copy the journal again")
+    if user_version > migrations.format_version():
+        raise NewerFormatError(path, f"has journal format {user_version}; this comet-journal "
+                                     f"reads formats up to {migrations.format_version()}",
+                               UPGRADE_HINT)
+    return header
+
+
+def is_journal(path: str | os.PathLike) -> bool:
+    """True when the file's header says it is a journal (cheap; for directory scans)."""
+    try:
+        read_header(path)
+    except JournalError:
+        return False
+    return True
+
+
+def sqlite_connect(path: str, *, readonly: bool = False,
+                   timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A raw sqlite3 connection with the journal's settings, in autocommit mode.
+
+    Transactions are explicit (``BEGIN`` ... ``COMMIT``), which is what SQLAlchemy needs for
+    transactional DDL and what the recorder's writer needs for batched commits.
+    """
+    if readonly:
+        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=timeout,
+                               isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed; only an OS crash
+        # or power loss can take the last transactions (FULL is offered as an option).
+        conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _uri_path(path: str) -> str:
+    return os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
+
+
+def _translate(path: str, exc: sqlite3.Error) -> JournalError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return JournalLockedError(path, f"is locked by another process ({text})",
+                                  "wait for it to finish, or stop it")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return CorruptJournalError(path, f"is damaged: {text}")
+    return JournalError(path, f"SQLite error: {text}")
+
+
+class Journal:
+    """An open journal file: an SQLAlchemy engine plus what the file says about itself."""
+
+    def __init__(self, path: str, engine: Engine, readonly: bool):
+        self.path = path
+        self.engine = engine
+        self.readonly = readonly
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, create: bool = False,
+             readonly: bool = False) -> "Journal":
+        """Open (and with ``create``, create) a journal.
+
+        Writable opens apply pending migrations. Read-only opens never write: a journal of an
+        older format is read as it is. Raises a :class:`JournalError` naming the file.
+        """
+        path = os.fspath(path)
+        if create and not os.path.exists(path):
+            _create_file(path)
+        read_header(path)  # refuse anything that is not a journal before SQLite touches it
+        engine = _engine(path, readonly)
+        journal = cls(path, engine, readonly)
+        try:
+            journal._check_and_migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+        return journal
+
+    def _check_and_migrate(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                version = conn.exec_driver_sql("PRAGMA user_version").scalar()
+                if version > migrations.format_version():
+                    raise NewerFormatError(self.path, f"has journal format {version}; this "
+                                           "comet-journal reads formats up to "
+                                           f"{migrations.format_version()}", UPGRADE_HINT)
+                if not self.readonly and migrations.pending(conn):
+                    migrations.apply_pending(conn)
+                if not migrations._has_table(conn, "calls"):
+                    raise NotAJournalError(self.path, "is stamped as a journal but has no "
+                                                      "calls table (never initialised)")
+        except sqlite3.Error as exc:
+            raise _translate(self.path, exc) from None
+        except Exception as exc:  # SQLAlchemy wraps driver errors
+            orig = getattr(exc, "orig", None)
+            if isinstance(orig, sqlite3.Error):
+                raise _translate(self.path, orig) from None
+            raise
+
+    def meta(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(tables.meta.c.key, tables.meta.c.value)).all())
+
+    def format_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA user_version").scalar())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _engine(path: str, readonly: bool) -> Engine:
+    engine = create_engine("sqlite://", creator=lambda: sqlite_connect(path, readonly=readonly))
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # explicit BEGIN: pysqlite would otherwise skip it for DDL
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _create_file(path: str) -> None:
+    """Create a new, empty journal at ``path``, stamped before anything else is written.
+
+    The stamp (application id, format 0) goes into the main file's header in rollback mode,
+    so the header identifies the file as a journal even while later pages live in the WAL.
+    The file is built under a temporary name and renamed, so a crash never leaves a half-made
+    journal under the real name.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("CREATE TABLE meta (key VARCHAR NOT NULL PRIMARY KEY, value TEXT NOT NULL)")
+        now = str(int(time.time() * 1000))
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("journal_id", uuid.uuid4().hex), ("created_ms", now),
+            ("created_by", f"comet-journal on {socket.gethostname()} pid {os.getpid()}"),
+            ("format_version", "0")])
+    finally:
+        conn.close()
+    try:
+        os.link(tmp, path)  # fails if another process created the journal meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)

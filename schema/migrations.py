@@ -1,0 +1,82 @@
+"""Named, recorded migrations of the journal format.
+
+Each migration runs in one transaction together with its record in the ``migrations`` table
+(the sqlite-utils pattern), so a journal is always at a well-defined format version: the
+number of migrations applied. Append new migrations at the end; never edit or reorder old ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import Connection, select
+
+from schema import tables
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _0001_journal(conn: Connection) -> None:
+    tables.metadata.create_all(conn, tables=list(tables.JOURNAL_TABLES))
+
+
+MIGRATIONS: list[Migration] = [
+    Migration("0001_journal", _0001_journal),
+]
+
+
+def register(name: str, apply: Callable[[Connection], None]) -> Migration:
+    """Add a migration at the end of the list (for packages that own their own tables)."""
+    if any(m.name == name for m in MIGRATIONS):
+        raise ValueError(f"migration {name!r} is already registered")
+    migration = Migration(name, apply)
+    MIGRATIONS.append(migration)
+    return migration
+
+
+def format_version() -> int:
+    """The newest journal format this code reads and writes."""
+    return len(MIGRATIONS)
+
+
+def applied(conn: Connection) -> list[str]:
+    """Names of the migrations already applied to this journal (read-only)."""
+    return list(conn.execute(select(tables.migrations.c.name)).scalars())
+
+
+def pending(conn: Connection) -> list[Migration]:
+    """Migrations not yet applied, in order (read-only)."""
+    done = set(applied(conn)) if _has_table(conn, "migrations") else set()
+    return [m for m in MIGRATIONS if m.name not in done]
+
+
+def _has_table(conn: Connection, name: str) -> bool:
+    row = conn.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).first()
+    return row is not None
+
+
+def apply_pending(conn: Connection) -> list[str]:
+    """Apply every pending migration, each in its own transaction with its record."""
+    names = []
+    todo = pending(conn)
+    for migration in todo:
+        if conn.in_transaction():  # end SQLAlchemy's autobegun read transaction first
+            conn.rollback()
+        with conn.begin():
+            migration.apply(conn)
+            conn.execute(tables.migrations.insert().values(
+                name=migration.name, applied_ms=int(time.time() * 1000)))
+            version = MIGRATIONS.index(migration) + 1
+            conn.execute(tables.meta.delete().where(tables.meta.c.key == "format_version"))
+            conn.execute(tables.meta.insert().values(key="format_version", value=str(version)))
+            # user_version mirrors the format in the file header, readable without SQL.
+            conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+        names.append(migration.name)
+    return names
