@@ -3,6 +3,8 @@
 Each migration runs in one transaction together with its record in the ``migrations`` table
 (the sqlite-utils pattern), so a journal is always at a well-defined format version: the
 number of migrations applied. Append new migrations at the end; never edit or reorder old ones.
+The list is static (every package sees the same format version): a package that needs tables
+adds its migration here, never at import time elsewhere.
 """
 
 from __future__ import annotations
@@ -29,15 +31,6 @@ def _0001_journal(conn: Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration("0001_journal", _0001_journal),
 ]
-
-
-def register(name: str, apply: Callable[[Connection], None]) -> Migration:
-    """Add a migration at the end of the list (for packages that own their own tables)."""
-    if any(m.name == name for m in MIGRATIONS):
-        raise ValueError(f"migration {name!r} is already registered")
-    migration = Migration(name, apply)
-    MIGRATIONS.append(migration)
-    return migration
 
 
 def format_version() -> int:
