@@ -1,0 +1,43 @@
+"""Reading journals back in tests, with plain sqlite3 (independent of the code under test)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+
+def rows(path, endpoint: str | None = None) -> list[dict]:
+    """Every call row as a dict: seq, endpoint, experiment_id, ts_ms, payload (decoded)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        sql = "SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls"
+        args: tuple = ()
+        if endpoint:
+            sql += " WHERE endpoint = ?"
+            args = (endpoint,)
+        out = []
+        for seq, ep, exp_id, ts, payload in conn.execute(sql + " ORDER BY seq", args):
+            out.append({"seq": seq, "endpoint": ep, "experiment_id": exp_id, "ts_ms": ts,
+                        "payload": json.loads(payload)})
+        return out
+    finally:
+        conn.close()
+
+
+def count(path, endpoint: str | None = None) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if endpoint:
+            return conn.execute("SELECT count(*) FROM calls WHERE endpoint=?",
+                                (endpoint,)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def integrity_ok(path) -> bool:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
