@@ -38,3 +38,12 @@ def release(writer: JournalWriter, timeout: float = 30.0) -> dict:
         if _writers.get(key) is writer:
             del _writers[key]
     return writer.close(timeout)
+
+
+def _after_fork_in_child() -> None:
+    # The parent may have held the lock at fork time; the child gets a fresh one.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
