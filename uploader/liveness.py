@@ -1,0 +1,83 @@
+"""Is a journal's run still live, ended, or stale (its writer died without ending it)?
+
+* ended: every experiment in the journal has journaled its end (``end()`` records an
+  ``experiment_start_end_time`` row with ``endTimeMillis``);
+* live: not ended, and the file grew recently, or a writer process recorded in the journal is
+  still running on this host (the recorder's periodic keep-alive rows make a live run grow
+  even when the training code logs nothing);
+* stale: not ended, no growth for ``stale_after_s`` and no live writer. A stale journal is
+  reported, never marked finished: its run may be resumed, or its end may be set by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from schema.journal import sqlite_connect
+
+DEFAULT_STALE_AFTER_S: Final = 600.0
+
+LIVE: Final = "live"
+ENDED: Final = "ended"
+STALE: Final = "stale"
+
+
+@dataclass(frozen=True)
+class Liveness:
+    state: str
+    idle_s: float  # seconds since the journal last changed on disk
+    experiments: int
+    ended_experiments: int
+    live_writer_pids: tuple[int, ...]
+
+
+def last_change(path: str) -> float:
+    """Newest mtime of the journal and its WAL (commits land in the WAL first)."""
+    newest = 0.0
+    for p in (path, path + "-wal"):
+        try:
+            newest = max(newest, os.stat(p).st_mtime)
+        except OSError:
+            pass
+    return newest
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def journal_liveness(path: str, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                     now: float | None = None) -> Liveness:
+    """Classify a journal. Raises ``sqlite3.Error`` when it cannot be read."""
+    now = time.time() if now is None else now
+    conn: sqlite3.Connection = sqlite_connect(path, readonly=True)
+    try:
+        experiments = conn.execute("SELECT id, host, pid FROM experiments").fetchall()
+        ended = conn.execute(
+            "SELECT count(DISTINCT experiment_id) FROM calls WHERE "
+            "endpoint = 'experiment_start_end_time' AND payload LIKE '%\"endTimeMillis\"%'"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    idle = max(0.0, now - last_change(path))
+    host = socket.gethostname()
+    live_pids = tuple(sorted({pid for _id, h, pid in experiments
+                              if h == host and pid and _pid_alive(pid)}))
+    if experiments and ended >= len(experiments):
+        state = ENDED
+    elif idle < stale_after_s or live_pids:
+        state = LIVE
+    else:
+        state = STALE
+    return Liveness(state, idle, len(experiments), ended, live_pids)
