@@ -25,8 +25,9 @@ import uuid
 import weakref
 from typing import Any, Iterator
 
-from recorder import registry
+from recorder import auto_logging, registry
 from recorder import validation as check
+from recorder.environment import SecretFilter, caller_file
 from recorder.files import FilesMixin
 from recorder.samples import SamplesMixin
 from recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
@@ -39,12 +40,12 @@ _time = time.time
 # comet_ml.Experiment options that have no meaning for an offline journal; accepted so that
 # existing code runs unchanged.
 _IGNORED_SDK_OPTIONS = frozenset({
-    "log_code", "log_graph", "auto_param_logging", "auto_metric_logging", "parse_args",
+    "log_graph", "auto_param_logging", "auto_metric_logging", "parse_args",
     "display_summary", "display_summary_level", "optimizer_data", "auto_weight_logging",
     "auto_log_co2", "auto_metric_step_rate", "auto_histogram_tensorboard_logging",
     "auto_histogram_epoch_rate", "auto_histogram_weight_logging",
     "auto_histogram_gradient_logging", "auto_histogram_activation_logging",
-    "log_env_cpu", "log_env_network", "log_env_disk", "offline_directory", "disabled",
+    "log_env_network", "log_env_disk", "offline_directory", "disabled",
 })
 
 
@@ -82,6 +83,30 @@ class Experiment(SamplesMixin, FilesMixin):
     :param max_queue: calls held in memory before the caller is slowed down.
     :param max_journal_bytes: stop growing the journal past this size (calls are then
         counted as lost and reported).
+
+    Recorded automatically, as the official SDK does (see :mod:`recorder.auto_logging`;
+    ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it off):
+
+    :param auto_output_logging: ``"simple"`` (default: ``sys.stdout``/``sys.stderr``),
+        ``"fd"`` (file descriptors 1 and 2: also C extensions and child processes; the SDK's
+        ``"native"`` is accepted) or None/False (off). ``capture="fd"`` is the same.
+    :param log_env_details: system details and installed packages (False also turns off
+        host details and CPU/GPU sampling, as in the SDK).
+    :param log_env_host: command, executable, hostname, IPs, OS, Python, pid, user.
+    :param log_env_gpu: GPU static information and GPU samples (NVML: ``[gpu]`` extra).
+    :param log_env_cpu: CPU (per core), RAM and load-average samples.
+    :param log_env_variables: False (default), True or a list of names: environment
+        variables, with secret-looking ones redacted.
+    :param log_git_metadata: git user, root, branch, parent and origin.
+    :param log_git_patch: the uncommitted changes, as a git patch.
+    :param log_code: the source of the file that creates the experiment.
+    :param system_monitor_interval: seconds between system samples (default 30, >= 1),
+        or None for none.
+    :param keep_alive_interval: seconds between keep-alive records (default 60, >= 1), or
+        None for none.
+    :param restart_in_child: in a forked child, restart the sampler (on the parent's
+        schedule) and keep journaling Python-level output (default True); False leaves the
+        child without them.
     """
 
     def __init__(self, journal: str | os.PathLike | None = None, project_name: str | None = None,
@@ -89,11 +114,30 @@ class Experiment(SamplesMixin, FilesMixin):
                  experiment_key: str | None = None, api_key: str | None = None, *,
                  flush_interval: float = DEFAULT_FLUSH_INTERVAL_S, durability: str = "window",
                  max_queue: int = DEFAULT_MAX_QUEUE, max_journal_bytes: int | None = None,
+                 auto_output_logging: Any = "simple", capture: Any = None,
+                 log_env_details: Any = True, log_env_host: Any = True,
+                 log_env_gpu: Any = True, log_env_cpu: Any = True,
+                 log_env_variables: Any = False, log_git_metadata: Any = True,
+                 log_git_patch: Any = True, log_code: Any = True,
+                 system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
+                 restart_in_child: Any = True,
                  **sdk_options: Any):
+        # Only fingerprints are kept, to mask the key in the recorded code and git patch.
+        secrets = SecretFilter((api_key, os.environ.get("COMET_API_KEY")))
         del api_key  # never kept: not in the journal, not in memory, not in logs
         unknown = set(sdk_options) - _IGNORED_SDK_OPTIONS
         if unknown:
             raise TypeError(f"Experiment(): unexpected argument(s) {', '.join(sorted(unknown))}")
+        # --- automatic capture: options checked here, started at the end -----------------
+        auto_options = auto_logging.check_options(
+            auto_output_logging=auto_output_logging, capture=capture,
+            log_env_details=log_env_details, log_env_host=log_env_host,
+            log_env_gpu=log_env_gpu, log_env_cpu=log_env_cpu,
+            log_env_variables=log_env_variables, log_git_metadata=log_git_metadata,
+            log_git_patch=log_git_patch, log_code=log_code,
+            system_monitor_interval=system_monitor_interval,
+            keep_alive_interval=keep_alive_interval, restart_in_child=restart_in_child)
+        self._auto: auto_logging.AutoLogging | None = None
         project_name = check.optional_str("Experiment", "project_name",
                                           project_name or os.environ.get("COMET_PROJECT_NAME"))
         workspace = check.optional_str("Experiment", "workspace",
@@ -133,7 +177,11 @@ class Experiment(SamplesMixin, FilesMixin):
             self._enqueue("experiment_start_end_time", {"startTimeMillis": self._start_ms})
         else:
             self._start_ms = None
+        self._owner_pid = os.getpid()
         self._atexit = _register_atexit(self)
+        # --- automatic capture (recorder.auto_logging): never raises from here -------------
+        self._auto = auto_logging.AutoLogging(self, auto_options, caller_file(), secrets)
+        self._auto.start()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -191,6 +239,9 @@ class Experiment(SamplesMixin, FilesMixin):
 
     def _before_end(self) -> None:
         """Hook for subclasses and mixins that own threads (monitor, output capture)."""
+        auto = getattr(self, "_auto", None)  # absent when __init__ failed before it
+        if auto is not None:
+            auto.stop()
 
     @property
     def ended(self) -> bool:
@@ -445,6 +496,11 @@ def _register_atexit(experiment: Experiment):
     def _end_at_exit():
         exp = ref()
         if exp is not None and not exp.ended:
+            if os.getpid() != exp._owner_pid:
+                # A forked child leaving: write what it logged, but the run is the parent's
+                # to end (a child must not journal the experiment's end time).
+                exp.flush()
+                return
             pending = len(exp._queue)
             if pending:
                 import sys

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Iterable, Mapping
@@ -253,13 +254,166 @@ _ENDPOINT_LIST: tuple[Endpoint, ...] = (
              response={"msg": "Stored"}),
 )
 
+
+# --- the official SDK's own routes (``documented=False``, in ``SDK_ENDPOINTS``) -------------
+# Not in write-endpoints.md: the clientlib endpoints that ``Experiment`` and ``comet upload``
+# use (bulk metric/parameter batches, idempotent creation with a client key, heartbeats,
+# multipart asset uploads, probes) and the REST v2 writes only the SDK sends. Source:
+# comet-wire.md sections 2, 3 and 5.2. ``experimentId`` (not ``experimentKey``) names the
+# experiment in an upload's query; an asset item's travels inside its ``requestParams`` part.
+
+CLIENTLIB_PREFIX: Final = "/clientlib/"
+CLIENTLIB_REST_PREFIX: Final = CLIENTLIB_PREFIX + "rest/v2/"  # the SDK's "alternate" REST base
+SERVER: Final = "server"  # probes and notifications that concern no experiment
+
+_API_KEY_BODY = Field("apiKey", STR)
+_RUN_ID = Field("runId", STR)
+_HANDSHAKE = {"runId": "", "project_id": "", "focusUrl": "", "lastOffset": 0,
+              "s3DirectAccessEnabled": False, "featureToggles": [], "experimentKey": ""}
+_HEARTBEAT = {"is_alive_beat_duration_millis": 10000, "gpu_monitor_interval_millis": 60000,
+              "cpu_monitor_interval_millis": 68000,
+              "parameter_update_interval_millis": 60000, "pending_rpcs": False}
+_UPLOAD_QUERY = (
+    Field("experimentId", STR, required=True, location=QUERY),
+    Field("projectId", STR, location=QUERY), Field("assetId", STR, location=QUERY),
+    Field("fileName", STR, location=QUERY), Field("extension", STR, location=QUERY),
+    Field("step", INT, location=QUERY), Field("epoch", INT, location=QUERY),
+    Field("overwrite", BOOL, location=QUERY), Field("context", STR, location=QUERY),
+    Field("type", STR, location=QUERY), Field("groupingName", STR, location=QUERY),
+    Field("runId", STR, location=QUERY),
+    # a file upload carries ``file``; a remote asset carries ``link`` instead
+    Field("file", FILE, location=PART, blob=True), Field("link", STR, location=PART),
+    Field("metadata", JSON_OBJECT, location=PART),
+)
+
+
+def _clientlib(name, method, path, entity, *fields, response=None, **kw) -> Endpoint:
+    return Endpoint(name, method, CLIENTLIB_PREFIX + path, entity, tuple(fields),
+                    response={} if response is None else response, documented=False, **kw)
+
+
+def _sdk_rest(name, method, path, *fields, **kw) -> Endpoint:
+    return Endpoint(name, method, REST_PREFIX + path, EXPERIMENT, tuple(fields),
+                    response={}, documented=False, **kw)
+
+
+_SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
+    # --- creation with a client-generated key, and the experiment's life ---------------
+    _clientlib("clientlib_add_run", "POST", "logger/add/run", EXPERIMENT, _KEY,
+               Field("projectName", STR), Field("teamName", STR), Field("offline", BOOL),
+               Field("getOrCreateEnabled", BOOL), Field("local_timestamp", INT),
+               Field("libVersion", STR), _API_KEY_BODY, response=_HANDSHAKE),
+    _clientlib("status_report_update", "POST", "status-report/update", EXPERIMENT, _KEY,
+               _RUN_ID, Field("projectId", STR), Field("is_alive", BOOL),
+               Field("local_timestamp", INT), Field("offline", BOOL), _API_KEY_BODY,
+               response=_HEARTBEAT),
+    _clientlib("status_report_offline_metadata", "POST", "status-report/offline-metadata",
+               EXPERIMENT, _KEY, _RUN_ID, Field("startTimestamp", INT),
+               Field("endTimestamp", INT), _API_KEY_BODY),
+    _clientlib("clientlib_add_tags", "POST", "tags/add-tags-to-experiment", EXPERIMENT, _KEY,
+               Field("addedTags", STR_LIST, required=True), _API_KEY_BODY),
+    # --- bulk values (gzip JSON bodies) ------------------------------------------------
+    _clientlib("batch_metrics", "POST", "batch/logger/experiment/metric", EXPERIMENT, _KEY,
+               Field("values", OBJECT_LIST, required=True, items=(
+                   Field("metricName", STR, required=True),
+                   Field("metricValue", METRIC_VALUE, required=True),
+                   *_SAMPLE_POSITION)),
+               positioned=True),
+    _clientlib("batch_parameters", "POST", "batch/logger/experiment/parameter", EXPERIMENT,
+               _KEY, Field("values", OBJECT_LIST, required=True, items=(
+                   Field("parameterName", STR, required=True),
+                   Field("parameterValue", PARAM_VALUE, required=True),
+                   Field("step", INT), Field("source", STR), Field("context", STR),
+                   Field("timestamp", INT)))),
+    _clientlib("batch_output", "POST", "rest/v2/write/experiment/output", EXPERIMENT, _KEY,
+               Field("runContext", STR),
+               Field("outputLines", OBJECT_LIST, required=True, items=(
+                   Field("output", STR, required=True), Field("stderr", BOOL),
+                   Field("localTimestamp", INT), Field("offset", INT))),
+               positioned=True),
+    # ``command`` (a string or a list) and ``env`` (an object) are left untyped here
+    _clientlib("clientlib_system_details", "POST", "rest/v2/write/experiment/system-details",
+               EXPERIMENT, _KEY, Field("executable", STR), Field("hostname", STR),
+               Field("installedPackages", STR_LIST), Field("ip", STR), Field("machine", STR),
+               Field("networkInterfaceIps", STR_LIST), Field("os", STR),
+               Field("osPackages", STR_LIST), Field("osRelease", STR), Field("osType", STR),
+               Field("pid", INT), Field("processor", STR), Field("pythonVersion", STR),
+               Field("pythonVersionVerbose", STR), Field("user", STR),
+               Field("gpuStaticInfoList", OBJECT_LIST),
+               Field("logAdditionalSystemInfoList", OBJECT_LIST)),
+    _clientlib("clientlib_asset_3d", "POST", "asset", EXPERIMENT, _KEY,
+               Field("userFileName", STR), Field("assetType", STR), Field("step", INT),
+               Field("metadata", JSON_OBJECT), _API_KEY_BODY, response={"assetId": ""}),
+    _clientlib("clientlib_log_remote_model", "POST", "asset/log-remote-model", EXPERIMENT,
+               _KEY, Field("modelName", STR, required=True),
+               Field("remoteEntities", OBJECT_LIST), _API_KEY_BODY),
+    # --- REST v2 writes that only the SDK sends ----------------------------------------
+    _sdk_rest("experiment_file_path", "POST", "write/experiment/file-path", _KEY,
+              Field("filePath", STR, required=True)),
+    _sdk_rest("experiment_dependencies", "PUT", "write/experiment/dependencies", _KEY,
+              Field("timestamp", INT), Field("logDependencies", OBJECT_LIST, required=True,
+                                             items=(Field("name", STR, required=True),
+                                                    Field("version", STR)))),
+    _sdk_rest("experiment_cloud_details", "POST", "write/experiment/cloud-details", _KEY,
+              Field("provider", STR), Field("metadata", JSON_OBJECT)),
+    _sdk_rest("experiment_update_status", "POST", "write/experiment/update-status", _KEY,
+              Field("isAlive", BOOL), Field("error", STR), Field("hasCrashed", BOOL)),
+    _sdk_rest("delete_tags", "POST", "write/experiment/tags/delete", _KEY,
+              Field("tags", STR_LIST, required=True)),
+    _sdk_rest("delete_parameter", "POST", "write/experiment/parameter/delete", _KEY,
+              Field("parameterName", STR, required=True)),
+    # --- looking up an existing run ----------------------------------------------------
+    _clientlib("clientlib_get_run", "POST", "logger/get/run", EXPERIMENT,
+               Field("previousExperiment", STR, required=True), Field("local_timestamp", INT),
+               Field("libVersion", STR), _API_KEY_BODY, response=_HANDSHAKE),
+    # --- files (multipart) ---------------------------------------------------------------
+    _clientlib("clientlib_asset_upload", "POST", "asset/upload", EXPERIMENT, *_UPLOAD_QUERY),
+    _clientlib("clientlib_git_patch_upload", "POST", "git-patch/upload", EXPERIMENT,
+               *_UPLOAD_QUERY),
+    _clientlib("clientlib_visualization_upload", "POST", "visualizations/upload", EXPERIMENT,
+               *_UPLOAD_QUERY),
+    _clientlib("clientlib_asset_item", "POST", "asset/asset-item", EXPERIMENT,
+               Field("requestParams", STR, required=True, location=PART),
+               Field("assetItemContent", FILE, required=True, location=PART, blob=True)),
+    _clientlib("clientlib_asset_thumbnail", "PUT", "asset/{assetId}/thumbnail", EXPERIMENT,
+               Field("requestParams", STR, required=True, location=PART),
+               Field("thumbnail", FILE, required=True, location=PART, blob=True)),
+    # --- probes and notifications ------------------------------------------------------
+    _clientlib("clientlib_is_alive", "GET", "isAlive/ver", SERVER, response={"version": ""}),
+    _clientlib("clientlib_health_ping", "GET", "health/ping", SERVER),
+    _clientlib("clientlib_3d_limits", "POST", "asset/3d-limits", SERVER, _API_KEY_BODY),
+    _clientlib("clientlib_notification", "POST", "notification/experiment", SERVER,
+               Field("experiment_key", STR), Field("status", STR), Field("title", STR)),
+    _clientlib("clientlib_notify_event", "POST", "notify/event", SERVER,
+               Field("event_name", STR), Field("experiment_key", STR)),
+)
+
+# The documented endpoints, which the recorder journals and every replay starts from.
 ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _ENDPOINT_LIST}
 BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {(e.method, e.path): e for e in _ENDPOINT_LIST}
+# The official SDK's own routes, apart: nothing journals them, the emulator serves them, the
+# uploader may send through them.
+SDK_ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _SDK_ENDPOINT_LIST}
+SDK_BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {
+    (e.method, e.path): e for e in _SDK_ENDPOINT_LIST}
 
 
 def documented_endpoints() -> Iterable[Endpoint]:
     """The endpoints of write-endpoints.md, in the catalogue's order."""
     return (e for e in _ENDPOINT_LIST if e.documented)
+
+
+def sdk_endpoints() -> Iterable[Endpoint]:
+    """The official SDK's own routes (``SDK_ENDPOINTS``), in the catalogue's order."""
+    return iter(_SDK_ENDPOINT_LIST)
+
+
+def endpoint_named(name: str) -> Endpoint:
+    """A documented endpoint (``ENDPOINTS``) or one of the SDK's routes (``SDK_ENDPOINTS``)."""
+    found = ENDPOINTS.get(name) or SDK_ENDPOINTS.get(name)
+    if found is None:
+        raise KeyError(f"no endpoint named {name!r} in the catalogue")
+    return found
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -320,6 +474,38 @@ def _is_blob_ref(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("$blob"), str)
 
 
+@functools.lru_cache(maxsize=None)
+def _item_checks(items: tuple[Field, ...]) -> tuple[tuple, frozenset, bool]:
+    """Per-item checks of an object list, computed once: a batch of a thousand metric values
+    is validated in a tight loop rather than a thousand nested :func:`validate` calls."""
+    checks = tuple((f.name, f.required, *_TYPE_CHECKS[f.type]) for f in items)
+    nested = any(f.type == OBJECT_LIST and f.items for f in items)
+    return checks, frozenset(f.name for f in items), nested
+
+
+def _validate_items(name: str, entity: str, items: tuple[Field, ...], values: list,
+                    allow_unknown: bool) -> None:
+    """Validate each object of a list as :func:`validate` validates a payload."""
+    checks, names, nested = _item_checks(items)
+    if nested:
+        item_ep = Endpoint(name, "", "", entity, items)
+        for item in values:
+            validate(item_ep, item, allow_unknown=allow_unknown)
+        return
+    for item in values:
+        if not allow_unknown:
+            for key in item:
+                if key not in names:
+                    raise CatalogueError(name, key, "is not a field of this endpoint")
+        for field_name, required, check, problem in checks:
+            value = item.get(field_name)
+            if value is None:
+                if required:
+                    raise CatalogueError(name, field_name, "is required")
+            elif not check(value):
+                raise CatalogueError(name, field_name, problem, value)
+
+
 def validate(endpoint: Endpoint, values: Mapping[str, Any], *, journal_form: bool = False,
              allow_unknown: bool = False) -> None:
     """Raise :class:`CatalogueError` when ``values`` do not fit ``endpoint``.
@@ -353,9 +539,8 @@ def validate(endpoint: Endpoint, values: Mapping[str, Any], *, journal_form: boo
         if problem:
             raise CatalogueError(endpoint.name, f.name, problem, value)
         if f.type == OBJECT_LIST and f.items:
-            item_ep = Endpoint(f"{endpoint.name}.{f.name}[]", "", "", endpoint.entity, f.items)
-            for item in value:
-                validate(item_ep, item, allow_unknown=allow_unknown)
+            _validate_items(f"{endpoint.name}.{f.name}[]", endpoint.entity, f.items, value,
+                            allow_unknown)
     if endpoint.one_of:
         given = [g for g in endpoint.one_of if all(values.get(n) is not None for n in g)]
         if len(given) != 1:

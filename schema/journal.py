@@ -220,7 +220,8 @@ def _engine(path: str, readonly: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(conn):  # explicit BEGIN: pysqlite would otherwise skip it for DDL
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("begin_immediate")
+                             else "BEGIN")
 
     return engine
 

@@ -28,8 +28,13 @@ def _0001_journal(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=list(tables.JOURNAL_TABLES))
 
 
+def _0002_upload_state(conn: Connection) -> None:
+    tables.metadata.create_all(conn, tables=list(tables.UPLOAD_TABLES))
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_journal", _0001_journal),
+    Migration("0002_upload_state", _0002_upload_state),
 ]
 
 
@@ -62,14 +67,27 @@ def apply_pending(conn: Connection) -> list[str]:
     for migration in todo:
         if conn.in_transaction():  # end SQLAlchemy's autobegun read transaction first
             conn.rollback()
-        with conn.begin():
-            migration.apply(conn)
-            conn.execute(tables.migrations.insert().values(
-                name=migration.name, applied_ms=int(time.time() * 1000)))
-            version = MIGRATIONS.index(migration) + 1
-            conn.execute(tables.meta.delete().where(tables.meta.c.key == "format_version"))
-            conn.execute(tables.meta.insert().values(key="format_version", value=str(version)))
-            # user_version mirrors the format in the file header, readable without SQL.
-            conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+        # BEGIN IMMEDIATE (see schema.journal._engine) takes the write lock first, and the
+        # re-check inside it makes two processes migrating one journal at once safe: the
+        # second one finds the migration applied and skips it.
+        conn.info["begin_immediate"] = True
+        try:
+            with conn.begin():
+                if _has_table(conn, "migrations") and migration.name in applied(conn):
+                    continue
+                _apply_one(conn, migration)
+        finally:
+            conn.info.pop("begin_immediate", None)
         names.append(migration.name)
     return names
+
+
+def _apply_one(conn: Connection, migration: Migration) -> None:
+    migration.apply(conn)
+    conn.execute(tables.migrations.insert().values(
+        name=migration.name, applied_ms=int(time.time() * 1000)))
+    version = MIGRATIONS.index(migration) + 1
+    conn.execute(tables.meta.delete().where(tables.meta.c.key == "format_version"))
+    conn.execute(tables.meta.insert().values(key="format_version", value=str(version)))
+    # user_version mirrors the format in the file header, readable without SQL.
+    conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")

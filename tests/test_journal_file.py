@@ -152,3 +152,51 @@ def test_readonly_open_never_writes(tmp_path):
     finally:
         os.chmod(path, 0o644)
     assert _digest(path) == before
+
+
+OPENER = """
+import sys, time
+from schema.journal import Journal
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+Journal.open(sys.argv[1], create=True).close()
+"""
+
+
+def test_many_processes_creating_and_migrating_one_journal_at_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+    path = str(tmp_path / "run.db")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, path, start],
+                              env=dict(os.environ, PYTHONPATH=root), stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    for p in procs:
+        _out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    conn = sqlite3.connect(path)
+    names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
+    assert names == [m.name for m in migrations.MIGRATIONS]  # each applied exactly once
+
+
+def test_an_older_journal_is_migrated_forward_keeping_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with Experiment(journal=str(path), project_name="p") as exp:
+        exp.log_metric("m", 1.5, step=1)
+    # Turn it back into a format-1 journal: drop what later migrations added.
+    conn = sqlite3.connect(path, isolation_level=None)
+    later = [m.name for m in migrations.MIGRATIONS[1:]]
+    for name in later:
+        conn.execute("DELETE FROM migrations WHERE name=?", (name,))
+    for table in ("upload_targets", "upload_experiments", "upload_state", "upload_projects"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Journal.open(path, readonly=True) as journal:  # read as it is, not migrated
+        assert journal.format_version() == 1
+    with Journal.open(path) as journal:
+        assert journal.format_version() == migrations.format_version()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT payload FROM calls WHERE endpoint='log_metric'").fetchone()[0] \
+        == '{"metricName":"m","metricValue":1.5,"step":1}'

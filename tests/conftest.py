@@ -1,0 +1,38 @@
+"""Shared pytest fixtures. Keep each fixture short; put helpers in the package they test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Journals in tests hold only the calls each test makes: the recorder's automatic capture
+# (system details, code, git patch, output, samples) is off unless a test turns it back on
+# (tests/auto_helpers.py). Set before anything starts, so subprocesses inherit it too.
+os.environ.setdefault("COMET_JOURNAL_AUTO_LOG", "0")
+
+from emulator.testing import EmulatorClient, EmulatorFactory
+
+
+# --- the emulator (a real Comet-compatible server on a real socket) -------------------------
+
+@pytest.fixture
+def emulator_factory(tmp_path):
+    """Call with :class:`emulator.Emulator` keyword arguments to start more emulators."""
+    factory = EmulatorFactory(tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def emulator(emulator_factory):
+    """A started emulator (API key ``test-key``) on a temporary SQLite file."""
+    return emulator_factory()
+
+
+@pytest.fixture
+def emulator_client(emulator):
+    """A requests session bound to ``emulator``, sending its API key."""
+    client = EmulatorClient(emulator)
+    yield client
+    client.close()

@@ -1,0 +1,163 @@
+"""Journal calls as the replay sees them: reading pending calls, and how each may be ordered.
+
+Ordering rules (the issue's "Order" section), decided per endpoint from the catalogue:
+
+* ``create``: the experiment's creation; nothing of that experiment is sent before its key is
+  known and recorded;
+* ``barrier``: stop, archive, delete, restore: sent after everything of the experiment logged
+  before it has settled, and nothing of that experiment logged after it goes before it;
+* ``global``: project and viz-instance calls (create/update/notes/delete project, store
+  saves): they can change what later calls refer to (a project created before experiments are
+  put into it), so they are applied alone, in journal order, between everything before and
+  everything after them (they are rare);
+* ``ordered``: calls whose effect depends on order go through a *stream*, one call at a time
+  in journal order: a parameter or "other" of one name, the html, the tags, code, graph, git,
+  system details, start/end time, keep-alive, an asset of one file name (overwrite), a
+  symlink;
+* ``positioned``: calls that carry their own position (catalogue ``positioned``: metric
+  points, output lines, system samples) may be sent concurrently. Their stream key is the
+  whole call (payload and time), so only *identical* calls are serialised, which is what lets
+  a read-back count copies unambiguously.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from schema.catalogue import ENDPOINTS, EXPERIMENT
+
+CREATE = "create"
+BARRIER = "barrier"
+GLOBAL = "global"
+ORDERED = "ordered"
+POSITIONED = "positioned"
+
+_BARRIERS = frozenset({"experiment_stop", "experiment_archive", "experiment_delete",
+                       "experiment_restore"})
+# The field that splits an ordered endpoint into independent streams (by name).
+_STREAM_FIELD = {"log_parameter": "parameterName", "log_other": "key",
+                 "upload_asset": "fileName", "project_symlink": "projectName"}
+
+
+def kind_of(endpoint: str) -> str:
+    if endpoint == "experiment_create":
+        return CREATE
+    if endpoint in _BARRIERS:
+        return BARRIER
+    ep = ENDPOINTS[endpoint]
+    if ep.entity != EXPERIMENT:
+        return GLOBAL
+    if ep.positioned:
+        return POSITIONED
+    return ORDERED
+
+
+@dataclass(eq=False)
+class Call:
+    """One journal row on its way to the server."""
+
+    seq: int
+    endpoint: str
+    experiment_id: int | None
+    ts_ms: int
+    text: str  # the payload as journaled (compact JSON)
+    maybe_sent: bool = False  # sent by an earlier run whose outcome was never recorded
+    retry: bool = False  # a rejected call sent again (--retry-rejected)
+    kind: str = ""
+    stream: Any = None
+    _payload: dict | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> dict:
+        if self._payload is None:
+            self._payload = json.loads(self.text)
+        return self._payload
+
+    def label(self) -> str:
+        p = self.payload
+        name = p.get("metricName") or p.get("parameterName") or p.get("key") \
+            or p.get("fileName") or ""
+        return f"call {self.seq} ({self.endpoint}{' ' + repr(name) if name else ''})"
+
+
+def stream_key(call: Call) -> Any:
+    """The ordering stream of a call (see the module docstring)."""
+    exp = call.experiment_id
+    if call.kind == POSITIONED:
+        return (exp, call.endpoint, call.ts_ms, call.text)
+    name_field = _STREAM_FIELD.get(call.endpoint)
+    if name_field:
+        return (exp, call.endpoint, call.payload.get(name_field))
+    return (exp, call.endpoint)
+
+
+def classify(call: Call) -> Call:
+    call.kind = kind_of(call.endpoint)
+    call.stream = stream_key(call) if call.kind in (ORDERED, POSITIONED) else None
+    return call
+
+
+class JournalReader:
+    """Pending calls of one target in journal order, read in pages with short transactions
+    (the recorder may be appending meanwhile); stops at ``end_seq``, the journal's end when
+    the upload started.
+
+    Yields first the calls to retry (``--retry-rejected``; rows ``retry``/``unknown``), then
+    every call above the watermark that has no state row.
+    """
+
+    PAGE = 2000
+
+    def __init__(self, conn: sqlite3.Connection, target_id: int, acked_through: int,
+                 sent_through: int, end_seq: int, tables_exist: bool = True):
+        self.conn = conn
+        self.target_id = target_id
+        self.acked_through = acked_through
+        self.sent_through = sent_through
+        self.end_seq = end_seq
+        self.tables_exist = tables_exist
+
+    def retries(self) -> list[Call]:
+        if not self.tables_exist:
+            return []
+        rows = self.conn.execute(
+            "SELECT c.seq, c.endpoint, c.experiment_id, c.ts_ms, c.payload, s.state "
+            "FROM upload_state s JOIN calls c ON c.seq = s.seq WHERE s.target_id=? AND "
+            "s.state IN ('retry', 'unknown') ORDER BY s.seq", (self.target_id,)).fetchall()
+        return [classify(Call(r[0], r[1], r[2], r[3], r[4], maybe_sent=r[5] == "unknown",
+                              retry=True)) for r in rows]
+
+    def __iter__(self) -> Iterator[Call]:
+        yield from self.retries()
+        cursor = self.acked_through
+        conn = self.conn
+        while cursor < self.end_seq:
+            rows = conn.execute(
+                "SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls WHERE seq > ? "
+                "AND seq <= ? ORDER BY seq LIMIT ?", (cursor, self.end_seq, self.PAGE)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            settled: set[int] = set()
+            if self.tables_exist:
+                settled = {r[0] for r in conn.execute(
+                    "SELECT seq FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
+                    (self.target_id, cursor, last))}
+            sent = self.sent_through
+            for seq, endpoint, exp_id, ts_ms, text in rows:
+                if seq in settled:
+                    continue
+                yield classify(Call(seq, endpoint, exp_id, ts_ms, text, maybe_sent=seq <= sent))
+            cursor = last
+
+
+def journal_end(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
+
+
+def upload_tables_exist(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                        "name='upload_state'").fetchone() is not None

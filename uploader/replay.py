@@ -1,0 +1,616 @@
+"""The replay engine: a journal's pending calls to one server, in order, exactly once.
+
+Threads: one *dispatcher* (the caller's thread) owns the journal's progress and all ordering
+state; ``concurrency`` *workers* send requests (each with its own HTTP session and journal read
+connection). Work flows dispatcher -> workers through a queue, results come back through
+another; nothing else is shared except the :class:`~uploader.retry.ServerGate`.
+
+The dispatcher admits calls from the :class:`~uploader.calls.JournalReader` into a bounded
+window (``window`` calls read but not settled) and sends each as soon as the ordering rules of
+:mod:`uploader.calls` allow:
+
+* an experiment's calls wait for its creation, whose server key is committed to the journal
+  before they are released; barriers (stop/archive/delete/restore) wait for every earlier call
+  of their experiment and hold back every later one; project calls do the same globally;
+* an ordered stream has one call in flight, and its next call goes only after the previous
+  one's ack is **committed** (so a crash leaves at most one call per ordered stream of unknown
+  outcome, which a read-back can then decide);
+* positioned calls go as soon as a worker is free; their acks are committed in batches.
+
+Exactly once. Before a call is handed to a worker, ``sent_through`` covers it (durably), so
+after a crash the calls of unknown outcome are known. A call whose outcome is unknown, from a
+previous run or because the connection failed after the request was sent (timeout, reset,
+5xx), is first looked up through the read API (:mod:`uploader.readback`); only if the server
+does not have it is it sent again. Experiments are created by client key where the server
+offers it (``logger/add/run``: idempotent by key), else by ``write/experiment/create`` after
+looking for an experiment an interrupted create may have made. Every request carries a stable
+``Idempotency-Key`` (``<journal id>-<seq>``) for servers that deduplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from schema.catalogue import ENDPOINTS
+from schema.journal import sqlite_connect
+from uploader.calls import (BARRIER, CREATE, GLOBAL, ORDERED, POSITIONED, Call, JournalReader,
+                            journal_end)
+from uploader.client import Client
+from uploader.config import UploadConfig
+from uploader.errors import AuthError, UploadError, redact
+from uploader.progress import ExperimentTarget, Progress
+from uploader.requests_builder import Overrides, RequestBuilder
+from uploader.retry import RetryPolicy, ServerGate
+from uploader.batches import BATCH_ENDPOINT
+from uploader.sender import Outcome, Sender, Stopped
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 8
+SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
+ACK_BATCH = 512
+ACK_INTERVAL_S = 0.1
+
+
+@dataclass
+class Options:
+    """How to replay. ``batch``: use the SDK's batch endpoints where the server has them."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    window: int = 0  # 0: derived from concurrency
+    batch: bool = False
+    batch_size: int = 1000
+    retry_rejected: bool = False
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    on_progress: Callable[["Summary"], None] | None = None
+    stop: threading.Event | None = None
+
+
+@dataclass
+class ExperimentResult:
+    key: str  # the journal's key
+    name: str | None
+    server_key: str | None
+    link: str | None
+    created_by: str | None
+
+
+@dataclass
+class Summary:
+    """What one upload of one journal did (``as_dict`` is the ``--json`` form)."""
+
+    journal: str
+    server: str
+    total: int = 0  # calls in the journal
+    pending: int = 0  # calls to upload when this run started
+    uploaded: int = 0
+    skipped: int = 0  # already on the server (earlier runs or found by read-back)
+    found_by_readback: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    retried: int = 0  # retry attempts (transient failures)
+    bytes_sent: int = 0
+    throttled: int = 0
+    elapsed_s: float = 0.0
+    experiments: list[ExperimentResult] = field(default_factory=list)
+    batches: int = 0
+    error: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.uploaded + self.found_by_readback + len(self.rejected)
+
+    def as_dict(self) -> dict:
+        return {
+            "journal": self.journal, "server": self.server, "calls_total": self.total,
+            "calls_pending_at_start": self.pending, "uploaded": self.uploaded,
+            "skipped_already_uploaded": self.skipped + self.found_by_readback,
+            "found_by_readback": self.found_by_readback,
+            "rejected": len(self.rejected), "rejected_calls": self.rejected,
+            "retried": self.retried, "throttled": self.throttled,
+            "bytes_sent": self.bytes_sent, "batches": self.batches,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "calls_per_s": round(self.uploaded / self.elapsed_s, 1) if self.elapsed_s else None,
+            "experiments": [e.__dict__ for e in self.experiments], "error": self.error,
+        }
+
+
+@dataclass
+class _Gate:
+    """Ordering state of one experiment."""
+
+    target: ExperimentTarget
+    outstanding: int = 0  # admitted, not settled, not barriers
+    barrier: Call | None = None
+    barrier_sent: bool = False
+    blocked: deque = field(default_factory=deque)
+    create_rejected: str | None = None
+
+
+class _Stream:
+    __slots__ = ("waiting", "inflight", "batch")
+
+    def __init__(self, batch: bool = False):
+        self.waiting: deque = deque()
+        self.inflight = 0
+        self.batch = batch
+
+
+class Replayer:
+    """Uploads one journal to one server. ``run()`` returns a :class:`Summary`.
+
+    The caller holds the :class:`~uploader.lock.UploadLock`.
+    """
+
+    def __init__(self, path: str, config: UploadConfig, options: Options | None = None,
+                 client: Client | None = None):
+        self.path = path
+        self.config = config
+        self.options = options or Options()
+        self.stop = self.options.stop or threading.Event()
+        policy = self.options.policy.with_stop_event(self.stop) \
+            if self.options.policy.sleep is time.sleep else self.options.policy
+        self.policy = policy
+        self.gate = ServerGate(policy, config.url)
+        self.concurrency = max(1, self.options.concurrency)
+        self.client = client or Client(config, policy, pool_size=self.concurrency)
+        self.progress = Progress(path, config.identity, config.url, config.workspace,
+                                 config.project)
+        self.journal_id = _journal_id(self.progress.conn)
+        self.summary = Summary(journal=path, server=config.url)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        overrides = Overrides(config.workspace, config.project, config.default_workspace)
+        self.builder = RequestBuilder(overrides, self.read_conn)
+        self.sender = Sender(self)
+        self.batch_lanes = max(1, self.concurrency // 2)
+        window = self.options.window or max(256, self.concurrency * 64)
+        if self.options.batch:
+            window = max(window, self.options.batch_size * 8)
+        self.window = window
+
+    # --- shared helpers -------------------------------------------------------------------
+
+    def read_conn(self) -> sqlite3.Connection:
+        """This thread's read connection to the journal (blobs, read-back context)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite_connect(self.path)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def progress_claimed_keys(self) -> set[str]:
+        return set(self.claimed)
+
+    def progress_project_id(self, workspace: str, project: str) -> str | None:
+        return self.sender.project_ids.get((workspace, project))
+
+    def idempotency_key(self, seq: int | str) -> str:
+        return f"{self.journal_id}-{seq}"
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        started = time.monotonic()
+        self.started_ms = int(time.time() * 1000)
+        workers: list[threading.Thread] = []
+        try:
+            self.sender.probe()
+            self._prepare()
+            self._work: queue.Queue = queue.Queue()
+            self._results: queue.Queue = queue.Queue()
+            for i in range(self.concurrency):
+                t = threading.Thread(target=self._worker, name=f"uploader.worker-{i}",
+                                     daemon=True)
+                t.start()
+                workers.append(t)
+            self._dispatch_loop()
+        except UploadError as exc:
+            self.summary.error = redact(str(exc))
+            self._flush_quietly()
+            with _suppress():
+                self.progress.set_last_error(self.summary.error)
+            raise
+        finally:
+            self.stop.set()
+            for _ in workers:
+                self._work.put(None)
+            for t in workers:
+                t.join(timeout=5)
+            self.summary.elapsed_s = time.monotonic() - started
+            self._finish_summary()
+            self.client.close()
+            for conn in self._conns:
+                with _suppress():
+                    conn.close()
+            self.progress.close()
+        return self.summary
+
+    def _prepare(self) -> None:
+        conn = self.read_conn()
+        progress = self.progress
+        if self.options.retry_rejected:
+            progress.retry_rejected()
+        self.summary.total = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        self.end_seq = journal_end(conn)
+        self.reader = iter(JournalReader(conn, progress.target_id, progress.acked_through,
+                                         progress.sent_through, self.end_seq))
+        self.summary.pending = self._count_pending(conn)
+        self.summary.skipped = self.summary.total - self.summary.pending
+        known = progress.experiments()
+        self.claimed = progress.claimed_keys()
+        for row in progress.conn.execute("SELECT workspace, project, project_id FROM "
+                                         "upload_projects WHERE target_id=?",
+                                         (progress.target_id,)):
+            self.sender.project_ids[(row[0], row[1])] = row[2]
+        self.gates: dict[int, _Gate] = {}
+        self.exp_rows = {r[0]: r for r in conn.execute(
+            "SELECT id, key, workspace, project, name FROM experiments")}
+        for exp_id in self.exp_rows:
+            self.gates[exp_id] = _Gate(known.get(exp_id) or ExperimentTarget(exp_id))
+        self.streams: dict[Any, _Stream] = {}
+        self.global_barrier: Call | None = None
+        self.global_sent = False
+        self.global_blocked: deque = deque()
+        self.outstanding = 0  # admitted and not settled (barriers included)
+        self.in_window = 0  # admitted or blocked, not settled
+        self.mainline: deque = deque()  # main-line seqs in read order (for the watermark)
+        self.settled_seqs: set[int] = set()
+        self.retried_seqs: set[int] = set()
+        self.acks: list[tuple[int, int]] = []
+        self.rejects: list[tuple[int, int, int, str]] = []
+        self.committed_pending: list[Call] = []  # settled in memory, awaiting commit
+        self.urgent = False
+        self.last_commit = time.monotonic()
+        self.reader_done = False
+        self.max_admitted = 0
+
+    def _count_pending(self, conn: sqlite3.Connection) -> int:
+        t = self.progress.target_id
+        above = conn.execute("SELECT count(*) FROM calls WHERE seq > ? AND seq <= ?",
+                             (self.progress.acked_through, self.end_seq)).fetchone()[0]
+        settled_above = conn.execute(
+            "SELECT count(*) FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
+            (t, self.progress.acked_through, self.end_seq)).fetchone()[0]
+        retries = conn.execute("SELECT count(*) FROM upload_state WHERE target_id=? AND "
+                               "state IN ('retry','unknown') AND seq <= ?",
+                               (t, self.progress.acked_through)).fetchone()[0]
+        return above - settled_above + retries
+
+    # --- dispatcher -------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        results = self._results
+        report_every = 0.2
+        last_report = 0.0
+        while True:
+            self._fill_window()
+            if self.reader_done and self.in_window == 0 and not self.committed_pending:
+                break
+            try:
+                item = results.get(timeout=ACK_INTERVAL_S)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                self._on_result(item)
+                try:
+                    item = results.get_nowait()
+                except queue.Empty:
+                    item = None
+            now = time.monotonic()
+            if self.committed_pending and (self.urgent or len(self.acks) + len(self.rejects)
+                                           >= ACK_BATCH or now - self.last_commit
+                                           >= ACK_INTERVAL_S or self.reader_done):
+                self._commit()
+            if self.options.on_progress and now - last_report >= report_every:
+                last_report = now
+                self.options.on_progress(self.summary)
+        self._commit(final=True)
+        if self.options.on_progress:
+            self.options.on_progress(self.summary)
+
+    def _fill_window(self) -> None:
+        while not self.reader_done and self.in_window < self.window:
+            call = next(self.reader, None)
+            if call is None:
+                self.reader_done = True
+                break
+            self.in_window += 1
+            if call.retry:
+                self.retried_seqs.add(call.seq)
+            else:
+                self.mainline.append(call.seq)
+            self._admit(call)
+
+    def _admit(self, call: Call, before_global: bool = False) -> None:
+        """Admit a call read from the journal (or released from a barrier's hold).
+
+        :param before_global: the call precedes the pending global barrier in the journal
+            (it was held by its experiment's barrier), so that barrier must not hold it.
+        """
+        if self.global_barrier is not None and not before_global:
+            self.global_blocked.append(call)
+            return
+        if call.kind == GLOBAL:
+            self.global_barrier = call
+            self.global_sent = False
+            self._maybe_send_global()
+            return
+        gate = self.gates.get(call.experiment_id)
+        if gate is None:
+            self._settle_local_reject(call, f"experiment id {call.experiment_id} is not in the "
+                                            "journal's experiments table")
+            return
+        if gate.barrier is not None:
+            gate.blocked.append(call)
+            return
+        if call.kind == CREATE:
+            gate.barrier, gate.barrier_sent = call, False
+            self.outstanding += 1
+            if gate.target.server_key:
+                # created by an earlier run whose ack was not committed: nothing to send
+                gate.barrier_sent = True
+                self._settle(call, ack=True, found=True)
+                return
+            self._maybe_send_barrier(gate)
+            return
+        if gate.create_rejected or not gate.target.server_key:
+            reason = gate.create_rejected or "the experiment was never created (its create " \
+                                             "call is not in the journal)"
+            self._settle_local_reject(call, f"not sent: {reason}")
+            return
+        if call.kind == BARRIER:
+            gate.barrier, gate.barrier_sent = call, False
+            self.outstanding += 1
+            self._maybe_send_barrier(gate)
+            return
+        gate.outstanding += 1
+        self.outstanding += 1
+        batch_key = self._batch_key(call)
+        if batch_key is not None:
+            call.stream = batch_key
+        stream = self.streams.get(call.stream)
+        if stream is None:
+            stream = self.streams[call.stream] = _Stream(batch_key is not None)
+        stream.waiting.append(call)
+        if stream.inflight == 0:
+            self._pump(stream)
+
+    def _batch_key(self, call: Call):
+        if call.endpoint == "log_output":
+            # One ordered output stream per experiment, several lines per request (the
+            # documented endpoint takes a list too): the server shows output in the order it
+            # arrives, and a read-back can tell by length which lines it has.
+            return (call.experiment_id, "output")
+        if not self.options.batch or call.endpoint not in BATCH_ENDPOINT \
+                or not self.sender.batch_ok.get(BATCH_ENDPOINT[call.endpoint]):
+            return None
+        if call.endpoint == "log_parameter":
+            return (call.experiment_id, "batch", call.endpoint)
+        lane = hash((call.ts_ms, call.text)) % self.batch_lanes
+        if call.endpoint == "log_output":
+            return (call.experiment_id, "batch", call.endpoint, call.payload.get("context"),
+                    lane)
+        return (call.experiment_id, "batch", call.endpoint, lane)
+
+    def _pump(self, stream: _Stream) -> None:
+        waiting = stream.waiting
+        if not waiting or stream.inflight:
+            return
+        if stream.batch:
+            limit = self.options.batch_size
+            job = [waiting.popleft()]
+            if job[0].endpoint == "log_output":  # one request carries one context
+                context = job[0].payload.get("context")
+                while waiting and len(job) < limit and \
+                        waiting[0].payload.get("context") == context:
+                    job.append(waiting.popleft())
+            else:
+                while waiting and len(job) < limit:
+                    job.append(waiting.popleft())
+            stream.inflight = len(job)
+            self._send(job)
+        else:
+            stream.inflight = 1
+            self._send(waiting.popleft())
+
+    def _maybe_send_barrier(self, gate: _Gate) -> None:
+        if gate.barrier is not None and not gate.barrier_sent and gate.outstanding == 0:
+            gate.barrier_sent = True
+            call = gate.barrier
+            if call.kind == CREATE:
+                method = self.sender.create_method(gate)
+                self.progress.create_started(gate.target, method)
+            self._send(call)
+
+    def _maybe_send_global(self) -> None:
+        if self.global_barrier is not None and not self.global_sent and self.outstanding == 0:
+            self.global_sent = True
+            self.outstanding += 1
+            self._send(self.global_barrier)
+
+    def _send(self, job) -> None:
+        calls = job if isinstance(job, list) else [job]
+        top = max(c.seq for c in calls if not c.retry) if any(not c.retry for c in calls) \
+            else 0
+        if top > self.progress.sent_through:
+            self.progress.raise_sent_through(min(self.end_seq, top + SENT_STEP))
+        retried = [c.seq for c in calls if c.retry and not c.maybe_sent]
+        if retried:
+            self.progress.mark_unknown(retried)
+        gate = self.gates.get(calls[0].experiment_id)
+        self._work.put((job, gate.target if gate else None))
+
+    # --- results ----------------------------------------------------------------------------
+
+    def _on_result(self, item: tuple) -> None:
+        call, outcome = item
+        if isinstance(outcome, Stopped):
+            return
+        if isinstance(outcome, BaseException):
+            raise outcome
+        outcome: Outcome
+        self.summary.retried += outcome.retries
+        self.summary.throttled += outcome.throttled
+        self.summary.bytes_sent += outcome.bytes_sent
+        if outcome.server_key:
+            gate = self.gates[call.experiment_id]
+            self.progress.experiment_created(gate.target, outcome.server_key, outcome.link,
+                                             outcome.method)
+            self.claimed.add(outcome.server_key)
+        if outcome.project_id:
+            ws, name, pid = outcome.project_id
+            self.progress.set_project_id(ws, name, pid)
+        for sub, sub_outcome in (outcome.parts if outcome.parts is not None
+                                 else [(call, outcome)]):
+            if sub_outcome.ok:
+                self._settle(sub, ack=True, found=sub_outcome.found, attempts=outcome.attempts)
+            else:
+                self._settle(sub, ack=False, status=sub_outcome.status,
+                             message=sub_outcome.message, attempts=outcome.attempts)
+        if outcome.batch:
+            self.summary.batches += 1
+
+    def _settle_local_reject(self, call: Call, message: str) -> None:
+        self._settle(call, ack=False, status=0, message=message, admitted=False)
+
+    def _settle(self, call: Call, ack: bool, found: bool = False, status: int = 0,
+                message: str = "", attempts: int = 0, admitted: bool = True) -> None:
+        if ack:
+            self.acks.append((call.seq, attempts))
+            if found:
+                self.summary.found_by_readback += 1
+            else:
+                self.summary.uploaded += 1
+        else:
+            self.rejects.append((call.seq, attempts, status, message))
+            self.summary.rejected.append({"seq": call.seq, "endpoint": call.endpoint,
+                                          "status": status, "message": message})
+            if call.kind == CREATE:
+                gate = self.gates[call.experiment_id]
+                gate.create_rejected = f"the experiment's creation (call {call.seq}) was " \
+                                       f"rejected: {message}"
+        call.stream = call.stream if admitted else None
+        call._admitted = admitted  # type: ignore[attr-defined]
+        self.committed_pending.append(call)
+        if call.kind in (ORDERED, CREATE, BARRIER, GLOBAL):
+            self.urgent = True
+        elif admitted:
+            stream = self.streams.get(call.stream)
+            if stream is not None and stream.waiting:
+                self.urgent = True
+
+    def _commit(self, final: bool = False) -> None:
+        if not self.committed_pending and not (final and not self.mainline
+                                               and self.end_seq > self.progress.acked_through):
+            return
+        settled = self.settled_seqs
+        for call in self.committed_pending:
+            if not call.retry:
+                settled.add(call.seq)
+        watermark = None
+        mainline = self.mainline
+        while mainline and mainline[0] in settled:
+            watermark = mainline.popleft()
+            settled.discard(watermark)
+        if not mainline and self.reader_done:
+            watermark = self.end_seq
+        acks = self.acks
+        if watermark is not None:  # acks the new watermark covers need no row at all
+            retried = self.retried_seqs
+            acks = [a for a in acks if a[0] > watermark or a[0] in retried]
+        self.progress.record(acks, self.rejects, watermark)
+        self.acks, self.rejects = [], []
+        self.last_commit = time.monotonic()
+        self.urgent = False
+        done, self.committed_pending = self.committed_pending, []
+        for call in done:
+            self._released(call)
+
+    def _released(self, call: Call) -> None:
+        """A settled call's state is durable: let what waited for it go."""
+        self.in_window -= 1
+        if not getattr(call, "_admitted", True):
+            return
+        if call is self.global_barrier:
+            self.outstanding -= 1
+            self.global_barrier = None
+            blocked, self.global_blocked = list(self.global_blocked), deque()
+            for c in blocked:
+                self._admit(c)
+            return
+        gate = self.gates.get(call.experiment_id)
+        if gate is not None and call is gate.barrier:
+            self.outstanding -= 1
+            gate.barrier = None
+            blocked, gate.blocked = list(gate.blocked), deque()
+            for c in blocked:
+                self._admit(c, before_global=True)
+            self._maybe_send_global()
+            return
+        self.outstanding -= 1
+        if gate is not None:
+            gate.outstanding -= 1
+            self._maybe_send_barrier(gate)
+        stream = self.streams.get(call.stream)
+        if stream is not None:
+            stream.inflight -= 1
+            if stream.inflight == 0:
+                if stream.waiting:
+                    self._pump(stream)
+                else:
+                    del self.streams[call.stream]
+        self._maybe_send_global()
+
+    def _flush_quietly(self) -> None:
+        with _suppress():
+            self.progress.record(self.acks, self.rejects, None)
+            self.acks, self.rejects = [], []
+
+    # --- workers ----------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            job = self._work.get()
+            if job is None:
+                return
+            call, target = job
+            try:
+                outcome = self.sender.send_call(call, target)
+            except BaseException as exc:  # AuthError, ServerUnreachable, bugs: stop the run
+                self._results.put((call, exc))  # before stop: the cause arrives first
+                self.stop.set()
+                return
+            self._results.put((call, outcome))
+
+    def _finish_summary(self) -> None:
+        for exp_id, row in getattr(self, "exp_rows", {}).items():
+            target = self.gates[exp_id].target
+            self.summary.experiments.append(ExperimentResult(
+                key=row[1], name=row[4], server_key=target.server_key, link=target.link,
+                created_by=target.method))
+
+
+def _journal_id(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
+    return row[0] if row else "journal"
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], Exception)
+
+
+__all__ = ["Options", "Replayer", "Summary", "AuthError"]

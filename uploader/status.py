@@ -1,0 +1,132 @@
+"""What is pending for a target: per experiment and endpoint, with bytes and the oldest call.
+
+Read-only: used by ``comet-upload status`` and ``--dry-run``. Never writes to the journal,
+not even the upload-progress migration: a journal no uploader has touched simply has
+everything pending.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import asdict, dataclass, field
+
+from schema.journal import read_header
+from uploader.errors import redact
+
+_BLOB_SIZE_SQL = ("coalesce(json_extract(c.payload, '$.file.size'), 0) + "
+                  "coalesce(json_extract(c.payload, '$.content.size'), 0) + "
+                  "coalesce(json_extract(c.payload, '$.code.size'), 0) + "
+                  "coalesce(json_extract(c.payload, '$.graph.size'), 0)")
+
+
+@dataclass
+class ExperimentPending:
+    key: str | None  # None: project-level calls
+    workspace: str | None
+    project: str | None
+    name: str | None
+    server_key: str | None
+    link: str | None
+    pending: int = 0
+    bytes: int = 0
+    oldest_pending_ms: int | None = None
+    per_endpoint: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class PendingReport:
+    journal: str
+    server: str
+    identity: str
+    total_calls: int
+    pending: int
+    pending_bytes: int
+    uploaded: int
+    rejected: int
+    in_doubt: int  # sent by a run that stopped before recording the outcome
+    oldest_pending_ms: int | None
+    last_error: str | None
+    last_error_ms: int | None
+    holder: str | None
+    other_targets: list[str]
+    experiments: list[ExperimentPending] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pending_report(path: str, identity: str, server: str) -> PendingReport:
+    """Raises :class:`schema.errors.JournalError` for a missing or unreadable journal."""
+    path = os.fspath(path)
+    read_header(path)
+    conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        return _report(conn, path, identity, server)
+    finally:
+        conn.close()
+
+
+def _report(conn: sqlite3.Connection, path: str, identity: str, server: str) -> PendingReport:
+    has_tables = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                              "name='upload_targets'").fetchone() is not None
+    target = None
+    others: list[str] = []
+    if has_tables:
+        target = conn.execute("SELECT id, acked_through, sent_through, last_error, "
+                              "last_error_ms, holder FROM upload_targets WHERE identity=?",
+                              (identity,)).fetchone()
+        others = [r[0] for r in conn.execute("SELECT identity FROM upload_targets WHERE "
+                                             "identity != ?", (identity,))]
+    tid, acked, sent, last_error, last_error_ms, holder = target or (-1, 0, 0, None, None, None)
+    total = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    if target is not None:
+        pending_sql = ("(c.seq > ? AND NOT EXISTS (SELECT 1 FROM upload_state s WHERE "
+                       "s.target_id=? AND s.seq=c.seq)) OR EXISTS (SELECT 1 FROM upload_state "
+                       "s WHERE s.target_id=? AND s.seq=c.seq AND s.state IN "
+                       "('retry','unknown'))")
+        args: tuple = (acked, tid, tid)
+    else:
+        pending_sql, args = "1", ()
+    rows = conn.execute(
+        f"SELECT c.experiment_id, c.endpoint, count(*), sum(length(c.payload) + "
+        f"{_BLOB_SIZE_SQL}), min(c.ts_ms) FROM calls c WHERE {pending_sql} "
+        "GROUP BY c.experiment_id, c.endpoint", args).fetchall()
+    exps = {r[0]: r for r in conn.execute("SELECT id, key, workspace, project, name FROM "
+                                          "experiments")}
+    known: dict[int, tuple] = {}
+    rejected = in_doubt = 0
+    if target is not None:
+        known = {r[0]: (r[1], r[2]) for r in conn.execute(
+            "SELECT experiment_id, server_key, link FROM upload_experiments WHERE "
+            "target_id=?", (tid,))}
+        rejected = conn.execute("SELECT count(*) FROM upload_state WHERE target_id=? AND "
+                                "state='rejected'", (tid,)).fetchone()[0]
+        in_doubt = conn.execute(
+            "SELECT count(*) FROM calls c WHERE c.seq > ? AND c.seq <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM upload_state s WHERE s.target_id=? AND s.seq=c.seq)",
+            (acked, sent, tid)).fetchone()[0]
+    per_exp: dict = {}
+    for exp_id, endpoint, count, size, oldest in rows:
+        entry = per_exp.get(exp_id)
+        if entry is None:
+            row = exps.get(exp_id)
+            server_key, link = known.get(exp_id, (None, None))
+            entry = per_exp[exp_id] = ExperimentPending(
+                key=row[1] if row else None, workspace=row[2] if row else None,
+                project=row[3] if row else None, name=row[4] if row else None,
+                server_key=server_key, link=link)
+        entry.pending += count
+        entry.bytes += int(size or 0)
+        entry.oldest_pending_ms = oldest if entry.oldest_pending_ms is None else min(
+            entry.oldest_pending_ms, oldest)
+        entry.per_endpoint[endpoint] = {"calls": count, "bytes": int(size or 0)}
+    experiments = sorted(per_exp.values(), key=lambda e: (e.key is None, e.key or ""))
+    pending = sum(e.pending for e in experiments)
+    oldest = min((e.oldest_pending_ms for e in experiments if e.oldest_pending_ms), default=None)
+    return PendingReport(
+        journal=path, server=server, identity=identity, total_calls=total, pending=pending,
+        pending_bytes=sum(e.bytes for e in experiments), uploaded=total - pending - rejected,
+        rejected=rejected, in_doubt=in_doubt, oldest_pending_ms=oldest,
+        last_error=redact(last_error) if last_error else None, last_error_ms=last_error_ms,
+        holder=holder, other_targets=others, experiments=experiments)

@@ -1,0 +1,60 @@
+"""The library entry point: upload one journal to one server, holding the upload lock.
+
+Example::
+
+    from uploader.config import resolve
+    from uploader.upload import upload_journal
+    summary = upload_journal("run.db", resolve(url="http://127.0.0.1:8080"))
+    summary.rejected    # [] when everything is on the server
+"""
+
+from __future__ import annotations
+
+import os
+
+from schema.journal import read_header
+from uploader.config import UploadConfig
+from uploader.lock import UploadLock
+from uploader.progress import holder_text
+from uploader.replay import Options, Replayer, Summary
+
+
+def upload_journal(path: str | os.PathLike, config: UploadConfig,
+                   options: Options | None = None, *, wait: bool = False) -> Summary:
+    """Upload everything pending in ``path`` (up to its end when the upload starts).
+
+    :param wait: if another uploader holds this journal for this server, wait for it
+        instead of raising :class:`~uploader.errors.LockedError`.
+    :raises schema.errors.JournalError: the journal cannot be read.
+    :raises uploader.errors.UploadError: bad key, server unreachable past the deadline, ...
+    """
+    path = os.fspath(path)
+    read_header(path)  # a clear error for a missing or foreign file, before any lock file
+
+    def describe() -> str | None:
+        import sqlite3
+        try:
+            conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True)
+            try:
+                row = conn.execute("SELECT holder FROM upload_targets WHERE identity=?",
+                                   (config.identity,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    with UploadLock(path, config.identity, wait=wait, describe_holder=describe):
+        replayer = Replayer(path, config, options)
+        replayer.progress.set_holder(holder_text())
+        try:
+            return replayer.run()
+        finally:
+            try:
+                from uploader.progress import Progress
+                p = Progress(path, config.identity, config.url, config.workspace,
+                             config.project)
+                p.set_holder(None)
+                p.close()
+            except Exception:
+                pass
