@@ -125,7 +125,7 @@ def _metric_json(points: list[dict]) -> list[dict]:
 def _metric(ctx: ReadContext) -> dict:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    points = [p for p in views.metric_points(ctx.rows(views.METRIC_ENDPOINTS))
+    points = [p for p in views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
               if p["metricName"] == name]
     return {"experimentKey": key, "metricName": name, "metrics": _metric_json(points)}
 
@@ -133,13 +133,13 @@ def _metric(ctx: ReadContext) -> dict:
 @reader("experiment/metrics/get-all")
 def _all_metrics(ctx: ReadContext) -> dict:
     key = ctx.experiment()["key"]
-    points = views.metric_points(ctx.rows(views.METRIC_ENDPOINTS))
+    points = views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
     return {"experimentKey": key, "metrics": _metric_json(points)}
 
 
 @reader("experiment/metrics/summary")
 def _metrics_summary(ctx: ReadContext) -> dict:
-    points = views.metric_points(ctx.rows(views.METRIC_ENDPOINTS))
+    points = views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
     return {"values": views.summaries(points, "metricName", "metricValue")}
 
 
@@ -193,7 +193,7 @@ def _system_details(ctx: ReadContext) -> dict:
     details.update(merged)
     details["experimentKey"] = key
     details["systemMetricNames"] = sorted(
-        {p["metricName"] for p in views.metric_points(ctx.rows(views.METRIC_ENDPOINTS))
+        {p["metricName"] for p in views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
          if p["metricName"].startswith("sys.")})
     return details
 

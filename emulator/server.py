@@ -134,6 +134,11 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-request (or a fault that cuts it) is routine here:
+        # log it quietly instead of printing a traceback to stderr.
+        logger.debug("connection from %s ended abruptly", client_address, exc_info=True)
+
     def track(self, conn: socket.socket) -> None:
         with self._connections_lock:
             self._connections.add(conn)

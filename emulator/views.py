@@ -17,6 +17,9 @@ from typing import Any, Final, Iterable
 from emulator.store import RUNNING, Store, now_ms
 
 METRIC_ENDPOINTS: Final = ("log_metric", "batch_metrics")
+# What the metric reads show: metrics, and system samples as their sys.* metrics.
+METRIC_READ_ENDPOINTS: Final = METRIC_ENDPOINTS + ("cpu_metrics", "gpu_metrics", "ram_metrics",
+                                                   "load_metrics")
 PARAMETER_ENDPOINTS: Final = ("log_parameter", "batch_parameters", "delete_parameter")
 OTHER_ENDPOINTS: Final = ("log_other",)
 OUTPUT_ENDPOINTS: Final = ("log_output", "batch_output")
@@ -62,11 +65,43 @@ def comet_text(value: Any) -> str | None:
 
 # --- series -------------------------------------------------------------------------------
 
+def system_sample_metrics(endpoint: str, fields: dict) -> list[tuple[str, Any]]:
+    """A CPU/RAM/load/GPU sample as the ``sys.*`` metrics Comet shows for it (the names the
+    SDK's own monitor uses): ``sys.cpu.percent.01``.. and ``.avg``, ``sys.ram.total`` and
+    ``.used``, ``sys.load.avg``, ``sys.gpu.<id>.gpu_utilization`` and ``..._memory``."""
+    if endpoint == "cpu_metrics":
+        values = [float(v) for v in fields.get("cpuPercentUtilization") or []]
+        out = [(f"sys.cpu.percent.{i + 1:02d}", v) for i, v in enumerate(values)]
+        if values:
+            out.append(("sys.cpu.percent.avg", sum(values) / len(values)))
+        return out
+    if endpoint == "ram_metrics":
+        return [("sys.ram.total", fields.get("totalRam")), ("sys.ram.used", fields.get("usedRam"))]
+    if endpoint == "load_metrics":
+        return [("sys.load.avg", fields.get("loadAverage"))]
+    if endpoint == "gpu_metrics":
+        return [(f"sys.gpu.{g.get('gpuId')}.{name}", g.get(field))
+                for g in fields.get("gpus") or []
+                for name, field in (("gpu_utilization", "gpuUtilization"),
+                                    ("total_memory", "totalMemory"),
+                                    ("used_memory", "usedMemory"),
+                                    ("free_memory", "freeMemory"))]
+    return []
+
+
 def metric_points(rows: Iterable[sqlite3.Row]) -> list[dict]:
-    """``{metricName, metricValue, step, epoch, context, timestamp}`` in apply order."""
+    """``{metricName, metricValue, step, epoch, context, timestamp}`` in apply order; system
+    samples appear as their ``sys.*`` metrics (:func:`system_sample_metrics`)."""
     points = []
     for row in rows:
         fields = _fields(row)
+        if row["endpoint"] in SYSTEM_METRIC_KINDS:
+            for name, value in system_sample_metrics(row["endpoint"], fields):
+                points.append({"metricName": name, "metricValue": value,
+                               "step": fields.get("step"), "epoch": fields.get("epoch"),
+                               "context": fields.get("context"),
+                               "timestamp": fields.get("timestamp") or row["at_ms"]})
+            continue
         items = fields["values"] if row["endpoint"] == "batch_metrics" else (fields,)
         for item in items:
             points.append({

@@ -149,9 +149,12 @@ class Experiment(SamplesMixin, FilesMixin):
         if not (isinstance(flush_interval, (int, float)) and 0 < flush_interval <= 60):
             raise check.value_error("Experiment", "flush_interval",
                                     "must be a number of seconds in (0, 60]", flush_interval)
-        if not (isinstance(max_queue, int) and max_queue >= 1):
+        if isinstance(max_queue, bool) or not (isinstance(max_queue, int) and max_queue >= 1):
             raise check.value_error("Experiment", "max_queue", "must be a positive integer",
                                     max_queue)
+        max_journal_bytes = check.positive_int("Experiment", "max_journal_bytes",
+                                               max_journal_bytes, optional=True)
+        check.journal_path("Experiment", journal)
         key = check.experiment_key(experiment_key) if experiment_key else uuid.uuid4().hex
         self.key = key
         self.path = _journal_path(journal, key)
@@ -210,7 +213,7 @@ class Experiment(SamplesMixin, FilesMixin):
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Make every call made so far durable now. True when it all reached the disk."""
-        return self._writer.flush(timeout)
+        return self._writer.flush(check.timeout("flush", timeout))
 
     def end(self, timeout: float = 30.0) -> dict:
         """Record the end, flush everything and release the journal. Idempotent.
@@ -219,6 +222,7 @@ class Experiment(SamplesMixin, FilesMixin):
         journaled), ``errors`` and ``last_error``; a non-zero ``lost`` is also reported on
         stderr.
         """
+        timeout = check.timeout("end", timeout)  # before anything is journaled or stopped
         if self._ended:
             return self._writer.stats.as_dict()
         self._before_end()
@@ -282,7 +286,7 @@ class Experiment(SamplesMixin, FilesMixin):
         # (and normalised) by the slow path. Keep this body minimal: it runs ~1M times/s.
         vcls = value.__class__
         if (name.__class__ is not str or not name or (vcls is not float and vcls is not int)
-                or epoch is not None or timestamp is not None
+                or epoch is not None or timestamp is not None or include_context is not True
                 or (step is not None and (step.__class__ is not int or step < 0))):
             return self._log_metric_checked(name, value, step, epoch, include_context, timestamp)
         queue = self._queue
@@ -300,6 +304,7 @@ class Experiment(SamplesMixin, FilesMixin):
         method = "log_metric"
         check.name(method, "name", name)
         value = check.metric_value(method, value)
+        check.boolean(method, "include_context", include_context)
         step = check.step(method, "step", step)
         epoch = check.step(method, "epoch", epoch)
         ts_ms = check.timestamp_seconds(method, timestamp)
@@ -323,13 +328,17 @@ class Experiment(SamplesMixin, FilesMixin):
             check.metric_value("log_metrics", value)
         check.step("log_metrics", "step", step)
         check.step("log_metrics", "epoch", epoch)
+        check.boolean("log_metrics", "include_context", include_context)
         for name, value in items:
             self.log_metric(name, value, step=step, epoch=epoch, include_context=include_context)
 
-    @contextlib.contextmanager
-    def context_manager(self, context: str) -> Iterator["Experiment"]:
+    def context_manager(self, context: str):
         """Prefix metrics logged inside with ``context`` (as ``comet_ml`` does)."""
-        check.name("context_manager", "context", context)
+        check.name("context_manager", "context", context)  # at the call, not at ``with``
+        return self._context(context)
+
+    @contextlib.contextmanager
+    def _context(self, context: str) -> Iterator["Experiment"]:
         previous, self.context = self.context, context
         try:
             yield self
@@ -360,6 +369,7 @@ class Experiment(SamplesMixin, FilesMixin):
         method = "log_parameters"
         check.mapping(method, "parameters", parameters)
         check.optional_str(method, "prefix", prefix)
+        check.boolean(method, "nested_support", nested_support)
         step = check.step(method, "step", step)
         items = list(_flatten(parameters, prefix, "|") if nested_support
                      else ((f"{prefix}{k}" if prefix else k, v) for k, v in parameters.items()))
@@ -415,11 +425,11 @@ class Experiment(SamplesMixin, FilesMixin):
 
     def set_start_time(self, start_ms: Any) -> None:
         self._record("experiment_start_end_time", {
-            "startTimeMillis": check.epoch_millis("set_start_time", "start_ms", start_ms)})
+            "startTimeMillis": _required_millis("set_start_time", "start_ms", start_ms)})
 
     def set_end_time(self, end_ms: Any) -> None:
         self._record("experiment_start_end_time", {
-            "endTimeMillis": check.epoch_millis("set_end_time", "end_ms", end_ms)})
+            "endTimeMillis": _required_millis("set_end_time", "end_ms", end_ms)})
 
     def keep_alive(self) -> None:
         """Journal a keep-alive signal (replayed as ``set-status``)."""
@@ -469,6 +479,13 @@ class Experiment(SamplesMixin, FilesMixin):
         return f"<Experiment {self.key} journal={self.path!r}>"
 
 
+def _required_millis(method: str, arg: str, value: Any) -> int:
+    if value is None:
+        raise check.type_error(method, arg, "epoch milliseconds (a non-negative integer)",
+                               value)
+    return check.epoch_millis(method, arg, value)
+
+
 def _flatten(dic: dict, prefix: str | None, sep: str):
     for key, value in dic.items():
         if not isinstance(key, str):
@@ -481,8 +498,8 @@ def _flatten(dic: dict, prefix: str | None, sep: str):
 
 
 def _journal_path(journal, key: str) -> str:
-    journal = journal if journal is not None else os.environ.get("COMET_JOURNAL",
-                                                                 "comet-journal.db")
+    journal = journal if journal is not None else (os.environ.get("COMET_JOURNAL")
+                                                   or "comet-journal.db")
     path = os.fspath(journal)
     if os.path.isdir(path) or path.endswith(os.sep):
         os.makedirs(path, exist_ok=True)

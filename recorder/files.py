@@ -36,8 +36,10 @@ class FilesMixin:
         for compatibility: the bytes are always copied into the journal.
         """
         method = "log_asset"
-        del copy_to_tmp
+        check.boolean(method, "copy_to_tmp", copy_to_tmp)  # accepted, then ignored
         check.optional_str(method, "file_name", file_name)
+        if file_name is not None and not file_name.strip():
+            raise check.value_error(method, "file_name", "must not be empty", file_name)
         check.boolean(method, "overwrite", overwrite)
         step = check.step(method, "step", step)
         check.optional_str(method, "context", context)
@@ -75,6 +77,8 @@ class FilesMixin:
         else:
             raise check.type_error(method, "data", "bytes, str, dict or list", data)
         check.optional_str(method, "name", name)
+        if name is not None and not name.strip():
+            raise check.value_error(method, "name", "must not be empty", name)
         check.boolean(method, "overwrite", overwrite)
         step = check.step(method, "step", step)
         check.optional_str(method, "context", context)
@@ -107,7 +111,7 @@ class FilesMixin:
                  filename: str | None = None) -> None:
         """Journal source code: the ``code`` text, or the contents of ``filename``."""
         method = "set_code"
-        del overwrite
+        check.boolean(method, "overwrite", overwrite)  # accepted, then ignored
         if code is None and filename is None:
             raise TypeError("set_code(): give code (a string) or filename")
         if code is not None:
@@ -127,10 +131,12 @@ class FilesMixin:
 
     def set_model_graph(self, graph: Any, overwrite: bool = False) -> None:
         """Journal the model's graph (any object: its ``str()`` is kept, as the SDK does)."""
-        del overwrite
+        check.boolean("set_model_graph", "overwrite", overwrite)  # accepted, then ignored
         if graph is None:
             raise check.value_error("set_model_graph", "graph", "must not be None", graph)
         text = graph if isinstance(graph, str) else str(graph)
+        if not text.strip():
+            raise check.value_error("set_model_graph", "graph", "must not be empty", graph)
         self._record("log_graph", {"graph": self._store_bytes(text.encode())})
 
     def log_git_patch(self, patch: Any) -> None:
@@ -139,8 +145,9 @@ class FilesMixin:
         Sent as the official SDK does: a zip holding ``git_diff.patch``.
         """
         method = "log_git_patch"
-        if isinstance(patch, os.PathLike) or (isinstance(patch, str) and "\n" not in patch
-                                               and os.path.isfile(patch)):
+        # A string of one line cannot be a patch (a diff has headers and hunks): it is a path,
+        # and a path that does not exist is refused rather than journaled as patch text.
+        if isinstance(patch, os.PathLike) or (isinstance(patch, str) and "\n" not in patch):
             with open(check.existing_file(method, "patch", patch), "rb") as fh:
                 data = fh.read()
         elif isinstance(patch, str):

@@ -33,7 +33,10 @@ class Project:
         self.workspace = check.name("Project", "workspace", workspace)
         self.project_name = check.name("Project", "project_name", project_name)
         self.project_id = check.optional_str("Project", "project_id", project_id)
-        self.path = _journal_path(journal, f"project-{self.project_name}")
+        if self.project_id is not None and not self.project_id.strip():
+            raise check.value_error("Project", "project_id", "must not be empty", project_id)
+        self.path = _journal_path(check.journal_path("Project", journal),
+                                  f"project-{self.project_name}")
         self._writer = registry.acquire(self.path)
         self._closed = False
 
@@ -60,6 +63,8 @@ class Project:
 
     def update(self, new_name: Any = None, description: Any = None, public: Any = None) -> None:
         check.optional_str("update", "new_name", new_name)
+        if new_name is not None:
+            check.name("update", "new_name", new_name)
         check.optional_str("update", "description", description)
         if public is not None:
             check.boolean("update", "public", public)
@@ -88,14 +93,18 @@ class Project:
         """Save a visualization instance's whole store (a string, or a JSON-able dict)."""
         check.name("save_viz_store", "instance_id", instance_id)
         if isinstance(store, dict):
-            store = json.dumps(store)
+            try:
+                store = json.dumps(store, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise check.type_error("save_viz_store", "store", "a JSON-serialisable dict",
+                                       store, str(exc)) from None
         if not isinstance(store, str):
             raise check.type_error("save_viz_store", "store", "a string or a dict", store)
         self._record("viz_store_save", {"instanceId": instance_id, "projectId": self._id(),
                                         "store": store})
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        return self._writer.flush(timeout)
+        return self._writer.flush(check.timeout("flush", timeout))
 
     def close(self) -> dict:
         if self._closed:

@@ -7,6 +7,7 @@ samples concurrently.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -56,7 +57,7 @@ class SamplesMixin:
         """One processor-load sample (the 1-minute load average)."""
         method = "log_load_metrics"
         if isinstance(load_average, bool) or not isinstance(load_average, numbers.Real) \
-                or load_average < 0:
+                or not 0 <= load_average < math.inf:
             raise check.type_error(method, "load_average", "a non-negative number", load_average)
         self._sample(method, "load_metrics", {"loadAverage": float(load_average)}, step, epoch,
                      context, timestamp)

@@ -135,6 +135,8 @@ def boolean(method: str, arg: str, value: Any) -> bool:
 
 
 def existing_file(method: str, arg: str, value: Any) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise type_error(method, arg, "a file path", value)
     path = os.fspath(value)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{method}(): {arg} {path!r} does not exist")
@@ -142,6 +144,38 @@ def existing_file(method: str, arg: str, value: Any) -> str:
         raise IsADirectoryError(f"{method}(): {arg} {path!r} is a directory; log the files "
                                 "in it one by one")
     return path
+
+
+def timeout(method: str, value: Any) -> float | None:
+    """A wait in seconds: None (no limit) or a finite, non-negative number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise type_error(method, "timeout", "a number of seconds or None", value)
+    if not math.isfinite(value) or value < 0:
+        raise value_error(method, "timeout", "must be a finite, non-negative number of "
+                          "seconds", value)
+    return float(value)
+
+
+def journal_path(method: str, value: Any) -> Any:
+    """The ``journal`` argument: None (the default), a path string or an ``os.PathLike``."""
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise type_error(method, "journal", "a file or directory path", value)
+    if isinstance(value, str) and not value.strip():
+        raise value_error(method, "journal", "must not be empty", value)
+    return value
+
+
+def positive_int(method: str, arg: str, value: Any, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise type_error(method, arg, "a positive integer" + (" or None" if optional else ""),
+                         value)
+    if value < 1:
+        raise value_error(method, arg, "must be a positive integer", value)
+    return int(value)
 
 
 def experiment_key(value: Any) -> str:

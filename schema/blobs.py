@@ -92,6 +92,34 @@ def blob_size(conn: sqlite3.Connection, sha256: str) -> int:
     return row[0]
 
 
+def check_blob(conn: sqlite3.Connection, sha256: str) -> None:
+    """Check that a blob is whole without reading its bytes: its row, every part in order,
+    every chunk row, and the chunk sizes adding up. Raises :class:`MissingBlobError`.
+
+    (The bytes' hashes are checked by :func:`iter_chunks` as they are read.)
+    """
+    row = conn.execute("SELECT size, n_chunks FROM blobs WHERE sha256=?", (sha256,)).fetchone()
+    if row is None:
+        raise MissingBlobError(f"blob {sha256} is not in the journal")
+    size, n_chunks = row
+    parts = conn.execute(
+        "SELECT p.idx, c.id, length(c.data) FROM blob_parts p LEFT JOIN chunks c "
+        "ON c.id = p.chunk_id WHERE p.blob_sha256=? ORDER BY p.idx", (sha256,)).fetchall()
+    total = 0
+    for expected, (idx, chunk_id, length) in enumerate(parts):
+        if idx != expected:
+            raise MissingBlobError(f"blob {sha256}: part {expected} of {n_chunks} is missing "
+                                   "from the journal")
+        if chunk_id is None:
+            raise MissingBlobError(f"blob {sha256}: chunk {idx} is missing from the journal")
+        total += length
+    if len(parts) != n_chunks:
+        raise MissingBlobError(f"blob {sha256}: {n_chunks - len(parts)} of its {n_chunks} "
+                               "chunks are missing from the journal")
+    if total != size:
+        raise MissingBlobError(f"blob {sha256}: its chunks hold {total} bytes, not {size}")
+
+
 def iter_chunks(conn: sqlite3.Connection, sha256: str) -> Iterator[bytes]:
     """Yield a blob's bytes chunk by chunk, verifying each chunk and the whole."""
     size = blob_size(conn, sha256)

@@ -113,13 +113,34 @@ def is_journal(path: str | os.PathLike) -> bool:
     return True
 
 
+_busy_timeout_s = BUSY_TIMEOUT_S
+
+
+def set_busy_timeout(seconds: float) -> None:
+    """How long connections opened from now on (without an explicit ``timeout``) wait for a
+    lock another process holds, before failing with "database is locked". Process-wide: the
+    uploader's ``--busy-timeout``."""
+    global _busy_timeout_s
+    if not seconds >= 0:
+        raise ValueError(f"busy timeout must be >= 0 seconds, got {seconds!r}")
+    _busy_timeout_s = float(seconds)
+
+
+def busy_timeout() -> float:
+    """The current default of :func:`set_busy_timeout` (30 s unless changed)."""
+    return _busy_timeout_s
+
+
 def sqlite_connect(path: str, *, readonly: bool = False,
-                   timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+                   timeout: float | None = None) -> sqlite3.Connection:
     """A raw sqlite3 connection with the journal's settings, in autocommit mode.
 
     Transactions are explicit (``BEGIN`` ... ``COMMIT``), which is what SQLAlchemy needs for
     transactional DDL and what the recorder's writer needs for batched commits.
+    ``timeout``: seconds to wait for another process's lock (default :func:`busy_timeout`).
     """
+    if timeout is None:
+        timeout = _busy_timeout_s
     if readonly:
         conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=timeout,
                                isolation_level=None, check_same_thread=False)
@@ -135,6 +156,11 @@ def sqlite_connect(path: str, *, readonly: bool = False,
 
 def _uri_path(path: str) -> str:
     return os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
+
+
+def translate_error(path: str, exc: sqlite3.Error) -> JournalError:
+    """The :class:`JournalError` (naming the file) for an SQLite error met reading it."""
+    return _translate(path, exc)
 
 
 def _translate(path: str, exc: sqlite3.Error) -> JournalError:

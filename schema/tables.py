@@ -104,6 +104,8 @@ upload_targets = Table(
     Column("holder", String),  # who uploads now (pid, host): for the "locked" message only
     Column("last_error", Text),
     Column("last_error_ms", BigInteger),
+    # Set by the watch daemon when the run has ended and every call is on this target.
+    Column("completed_ms", BigInteger),
 )
 
 # The server's identity of each journal experiment on a target. ``server_key`` is recorded

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -92,20 +91,36 @@ def bare_loop(url: str, path: str) -> float:
     return len(rows) / (time.perf_counter() - started)
 
 
+# comet-upload, reporting its own peak RSS on stderr as it exits. Not ru_maxrss: Linux carries
+# it across fork and exec (it would include this script's own RSS), and RUSAGE_CHILDREN is
+# the largest of every child so far, the emulators included. VmHWM is the new program's own.
+_MEASURED_CLI = """\
+import resource, runpy, sys
+sys.argv[0] = "comet-upload"
+try:
+    runpy.run_module("uploader.cli", run_name="__main__", alter_sys=True)
+finally:
+    try:
+        with open("/proc/self/status") as status:
+            kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sys.stderr.write(f"\\npeak_rss_kib={kib}\\n")
+"""
+
+
 def run_upload(url: str, path: str, *extra: str) -> tuple[dict, float, int]:
     """(summary, wall seconds, peak RSS in bytes) of one ``comet-upload`` process."""
     started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-m", "uploader.cli", "--url", url, "--api-key", KEY,
+    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, "--url", url, "--api-key", KEY,
                            "--json", "--deadline", "60", *extra, path], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"comet-upload failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_kib = int(proc.stderr.rsplit("peak_rss_kib=", 1)[1].split()[0])
     summary = json.loads(proc.stdout)["journals"][0]
-    # ru_maxrss of children is the largest child so far: report it only if it grew
-    return summary, wall, max(peak_kib, before) * 1024
+    return summary, wall, peak_kib * 1024
 
 
 def main() -> None:

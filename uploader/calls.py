@@ -110,6 +110,7 @@ class JournalReader:
     """
 
     PAGE = 2000
+    buffered = 0  # rows read but not yet yielded (see uploader.bulk.BulkReader)
 
     def __init__(self, conn: sqlite3.Connection, target_id: int, acked_through: int,
                  sent_through: int, end_seq: int, tables_exist: bool = True):
@@ -119,6 +120,22 @@ class JournalReader:
         self.sent_through = sent_through
         self.end_seq = end_seq
         self.tables_exist = tables_exist
+        self.position = acked_through  # every main-line row up to here has been yielded
+
+    def floor(self) -> int:
+        """Every main-line call at or below this seq has been yielded (or was settled)."""
+        return self.position
+
+    def take(self, keep=None) -> list:
+        return []
+
+    def _settled(self, low: int, high: int) -> set[int]:
+        """Seqs in ``(low, high]`` that already have a state row (acked, rejected...)."""
+        if not self.tables_exist:
+            return set()
+        return {r[0] for r in self.conn.execute(
+            "SELECT seq FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
+            (self.target_id, low, high))}
 
     def retries(self) -> list[Call]:
         if not self.tables_exist:
@@ -132,7 +149,10 @@ class JournalReader:
 
     def __iter__(self) -> Iterator[Call]:
         yield from self.retries()
-        cursor = self.acked_through
+        yield from self._rows(self.acked_through)
+
+    def _rows(self, cursor: int) -> Iterator[Call]:
+        """Every call above ``cursor`` (to ``end_seq``) without a state row, in order."""
         conn = self.conn
         while cursor < self.end_seq:
             rows = conn.execute(
@@ -141,13 +161,10 @@ class JournalReader:
             if not rows:
                 return
             last = rows[-1][0]
-            settled: set[int] = set()
-            if self.tables_exist:
-                settled = {r[0] for r in conn.execute(
-                    "SELECT seq FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
-                    (self.target_id, cursor, last))}
+            settled = self._settled(cursor, last)
             sent = self.sent_through
             for seq, endpoint, exp_id, ts_ms, text in rows:
+                self.position = seq
                 if seq in settled:
                     continue
                 yield classify(Call(seq, endpoint, exp_id, ts_ms, text, maybe_sent=seq <= sent))

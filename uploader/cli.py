@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -111,6 +112,8 @@ class _RedactFilter(logging.Filter):
 
 
 def _error(message: str, hint: str = "") -> None:
+    if hint and message.endswith(f" ({hint})"):  # a JournalError's text carries its hint
+        message = message[: -len(hint) - 3]
     click.echo(f"Error: {redact(message)}", err=True)
     if hint:
         click.echo(f"Hint: {redact(hint)}", err=True)
@@ -146,9 +149,14 @@ def _error(message: str, hint: str = "") -> None:
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.option("-v", "--verbose", count=True, help="More log lines on stderr (-vv: debug).")
+# (bad-input battery) how long to wait for a journal another process holds locked
+@click.option("--busy-timeout", type=click.FloatRange(0, None), default=30.0,
+              show_default=True, help="Seconds to wait for a journal that another process "
+              "holds locked before giving up on it (exit 1).")
 def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, concurrency,
                    batch, batch_size, deadline, backoff_base, backoff_cap, timeout,
-                   retry_rejected, wait, dry_run, as_json, progress, quiet, verbose) -> None:
+                   retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
+                   busy_timeout) -> None:
     """Upload each JOURNAL: every pending call, in journal order, exactly once.
 
     Progress is recorded in the journal as the server acknowledges each call: stop it at any
@@ -162,6 +170,8 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     """
     _setup_logging(verbose, quiet)
     deadline_s = _deadline(deadline)
+    from schema.journal import set_busy_timeout
+    set_busy_timeout(busy_timeout)
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
     try:
@@ -328,7 +338,7 @@ def _print_pending(report) -> None:
 
 
 @main.command("status")
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--url", help="Server root (default: $COMET_URL_OVERRIDE, config, comet.com).")
 @click.option("--workspace", help="As given to the upload (progress is kept per target).")
 @click.option("--project-name", help="As given to the upload.")
@@ -337,9 +347,13 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
     """Say what is pending per journal and experiment: calls per endpoint, bytes, the oldest
     pending call, calls of unknown outcome, rejections and the last error. Never writes.
 
+    Given a directory, summarise every journal under it in one word: uploaded, live,
+    pending, stale or failed.
+
     \b
-    Example:
+    Examples:
       comet-upload status --url http://127.0.0.1:8080 run.db
+      comet-upload status --json /scratch/journals
     """
     from uploader.status import pending_report
     try:
@@ -347,6 +361,9 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
     except ConfigError as exc:
         _error(exc.message, exc.hint)
         sys.exit(EXIT_ERROR)
+    if any(os.path.isdir(p) for p in journals):  # a directory: one line per journal in it
+        from uploader.cli_watch import directory_status_command
+        sys.exit(directory_status_command(list(journals), cfg, as_json))
     reports, code = [], EXIT_OK
     for path in journals:
         try:
@@ -431,5 +448,10 @@ def _print_inspect(s) -> None:
         click.echo(f"  {endpoint:<{width}}  {count}")
 
 
+from uploader import cli_watch  # noqa: E402,F401  (registers the "watch" command on main)
+
 if __name__ == "__main__":
-    main()
+    # Run the package's own module object, on which cli_watch registered its command
+    # (``python -m`` executes this file a second time under the name __main__).
+    from uploader.cli import main as _main
+    _main()

@@ -3,18 +3,28 @@
 One :class:`requests.Session` per thread (sessions are not safe to share across threads), each
 with keep-alive connections. Every request carries ``Authorization: <api key>`` (Comet's form,
 no ``Bearer``) and a stable ``Idempotency-Key``. TLS certificates are verified, against
-``--ca-bundle`` when given.
+``--ca-bundle`` when given; there is no way to turn verification off.
 
 :meth:`Client.send` never retries: it returns the response or raises :class:`TransportError`
 saying whether the request certainly never reached the server (``sent=False``: connection
 refused, DNS failure, connect timeout) or may have been applied (``sent=True``: timeout while
 waiting for the answer, connection dropped after sending). The replay decides what to do.
+A certificate that cannot be verified (self-signed, wrong host) is not a transient failure:
+it raises :class:`~uploader.errors.CertificateError` at once, naming ``--ca-bundle``.
+
+Redirects are never followed (``allow_redirects=False``): ``requests`` turns a redirected
+POST into a GET without its body, which a server answers 200 without applying anything, so a
+followed redirect could mark calls uploaded that were not; and the API key would follow the
+redirect to another host. The sender reports a 3xx as an error naming the new location.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +35,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 
 from uploader import __version__
 from uploader.config import UploadConfig
-from uploader.errors import redact
+from uploader.errors import CertificateError, redact
 from uploader.requests_builder import BuiltRequest
 from uploader.retry import RetryPolicy
 
@@ -52,14 +62,14 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        import json
         try:
             return json.loads(self.body or b"null")
         except ValueError:
             return None
 
     def message(self) -> str:
-        """The server's error message (Comet puts it in ``msg``), redacted and shortened."""
+        """The server's error message (Comet puts it in ``msg``), redacted and shortened;
+        for a body that is not Comet's JSON, what it is (an HTML page and its title...)."""
         data = self.json()
         text = ""
         if isinstance(data, dict):
@@ -68,8 +78,52 @@ class Answer:
             if code:
                 text = f"{text} (sdk_error_code {code})" if text else f"sdk_error_code {code}"
         if not text:
-            text = self.body[:300].decode("utf-8", errors="replace").strip()
+            text = self.describe_body()
         return redact(text)[:500]
+
+    def is_html(self) -> bool:
+        """An HTML (or other markup) page rather than JSON: by its type or its first byte."""
+        ctype = str(self.headers.get("Content-Type") or "").lower()
+        return "html" in ctype or self.body[:200].lstrip().startswith(b"<")
+
+    def describe_body(self) -> str:
+        """The body in a few words: ``an HTML page ('502 Bad Gateway')``, ``an empty
+        body``, or its first characters."""
+        body = self.body.strip()
+        if not body:
+            return "an empty body"
+        if self.is_html():
+            match = _TITLE.search(body[:4000])
+            title = match.group(1) if match else body[:4000]
+            words = " ".join(_TAG.sub(b" ", title).decode("utf-8", errors="replace").split())
+            return f"an HTML page ({words[:80]!r})" if words else "an HTML page"
+        return repr(body[:80].decode("utf-8", errors="replace"))
+
+    def not_comet(self) -> str | None:
+        """Why a 2xx answer cannot be Comet's API answering (None: it can).
+
+        Comet answers every API request with JSON (``{}`` at least; comet-wire.md 5.2), so
+        a success whose body is empty, an HTML page or not JSON at all comes from something
+        else on the way (a proxy, a login page, a wrong ``--url``): nothing says the call
+        was applied. 204 No Content is the one success without a body.
+        """
+        if self.status == 204:
+            return None
+        body = self.body.strip()
+        if not body:
+            return "the body is empty, not Comet's JSON"
+        if self.is_html():
+            return (f"the body is {self.describe_body()}, not Comet's JSON (a proxy or a login "
+                    "page in the way? is --url the Comet server?)")
+        try:
+            json.loads(body)
+        except ValueError:
+            return f"the body is not JSON: {self.describe_body()}"
+        return None
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(rb"<[^>]*>")
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -113,7 +167,14 @@ class Client:
             session.mount("https://", adapter)
             session.headers.update({"Authorization": self.config.api_key.reveal(),
                                     "User-Agent": USER_AGENT})
-            session.verify = self.config.ca_bundle or True
+            # The environment is read once here, not on every request (requests' trust_env
+            # scans os.environ and stats ~/.netrc per request: a third of a small request's
+            # cost). Proxies (HTTP(S)_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE still apply; a
+            # ~/.netrc entry no longer replaces our Authorization header.
+            session.trust_env = False
+            session.proxies = requests.utils.get_environ_proxies(self.config.url)
+            session.verify = self.config.ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") \
+                or os.environ.get("CURL_CA_BUNDLE") or True
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)
@@ -143,12 +204,40 @@ class Client:
             response = self._session().request(
                 request.method, url, params=request.params or None, data=data,
                 headers=headers, timeout=(self.policy.connect_timeout_s, read_timeout),
-                allow_redirects=False)
+                allow_redirects=False,
+                # --ca-bundle per request too: with trust_env, requests lets
+                # $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's verify
+                verify=self.config.ca_bundle or None)
             body = response.content
+        except requests.exceptions.SSLError as exc:
+            self._tls_failure(exc)
+            raise TransportError(f"{type(exc).__name__}: {exc}", sent=not _never_sent(exc)) \
+                from None
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}", sent=not _never_sent(exc)) \
                 from None
         return Answer(response.status_code, response.headers, body)
+
+    def _tls_failure(self, exc: BaseException) -> None:
+        """Raise :class:`CertificateError` for TLS failures that no retry can fix."""
+        text = str(exc)
+        url = self.config.url
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text \
+                or "doesn't match" in text or "Hostname mismatch" in text:
+            reason = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+            why = reason.group(1).strip() if reason else "verification failed"
+            if self.config.ca_bundle:
+                hint = (f"the server's certificate is not signed by a CA in --ca-bundle "
+                        f"{self.config.ca_bundle} (or does not name this host)")
+            else:
+                hint = ("if the server uses a private or self-signed certificate, pass "
+                        "--ca-bundle PATH with its CA certificate (PEM); verification cannot "
+                        "be turned off")
+            raise CertificateError(f"cannot verify the TLS certificate of {url} ({why})",
+                                   hint) from None
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+            raise CertificateError(f"{url} does not answer TLS (is it http://, not https://?)",
+                                   "check --url") from None
 
     def get_json(self, path: str, params: dict | None = None) -> tuple[int, Any]:
         """A read-API GET: ``(status, parsed JSON or None)``; raises TransportError."""

@@ -11,7 +11,8 @@ import fnmatch
 import os
 from typing import Final, Iterator
 
-from schema.journal import is_journal
+from schema.errors import JournalError, NotAJournalError
+from schema.journal import is_journal, read_header
 
 DEFAULT_PATTERN: Final = "*.db"
 
@@ -23,20 +24,36 @@ NETWORK_FS_TYPES: Final = frozenset({
 })
 
 
-def iter_journals(roots: list[str], pattern: str = DEFAULT_PATTERN) -> Iterator[str]:
-    """Every journal under ``roots`` (recursively) whose name matches ``pattern``."""
+def iter_matching(roots: list[str], pattern: str = DEFAULT_PATTERN) -> Iterator[str]:
+    """Every file under ``roots`` (recursively; a root may be a file) matching ``pattern``."""
     for root in roots:
         if os.path.isfile(root):
-            if is_journal(root):
-                yield os.path.abspath(root)
+            yield os.path.abspath(root)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if matches(name, pattern):
-                    path = os.path.abspath(os.path.join(dirpath, name))
-                    if is_journal(path):
-                        yield path
+                    yield os.path.abspath(os.path.join(dirpath, name))
+
+
+def classify(path: str) -> JournalError | None:
+    """None for a journal; the error for a *broken* journal (truncated, newer format,
+    damaged, locked); raises NotAJournalError for a file that is no journal at all."""
+    try:
+        read_header(path)
+    except NotAJournalError:
+        raise
+    except JournalError as exc:
+        return exc
+    return None
+
+
+def iter_journals(roots: list[str], pattern: str = DEFAULT_PATTERN) -> Iterator[str]:
+    """Every journal under ``roots`` (recursively) whose name matches ``pattern``."""
+    for path in iter_matching(roots, pattern):
+        if is_journal(path):
+            yield path
 
 
 def matches(name: str, pattern: str) -> bool:

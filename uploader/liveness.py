@@ -41,9 +41,11 @@ def last_change(path: str) -> float:
     newest = 0.0
     for p in (path, path + "-wal"):
         try:
-            newest = max(newest, os.stat(p).st_mtime)
+            st = os.stat(p)
         except OSError:
-            pass
+            continue
+        if st.st_size:  # an empty WAL is made by any reader opening the journal: not growth
+            newest = max(newest, st.st_mtime)
     return newest
 
 

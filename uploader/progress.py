@@ -172,6 +172,18 @@ class Progress:
                               (seq, now_ms(), self.target_id))
         self.sent_through = seq
 
+    def lower_sent_through(self, seq: int) -> None:
+        """After a graceful stop: nothing above ``seq`` (nor the watermark) may have been
+        sent, so bring the in-flight mark back down (the next run reads back only what may
+        really have reached the server)."""
+        seq = max(seq, self.acked_through)
+        if seq >= self.sent_through:
+            return
+        with _tx(self.conn):
+            self.conn.execute("UPDATE upload_targets SET sent_through=?, updated_ms=? WHERE "
+                              "id=?", (seq, now_ms(), self.target_id))
+        self.sent_through = seq
+
     def mark_unknown(self, seqs: Iterable[int]) -> None:
         """Retried rejected calls about to be sent again: unknown until acked."""
         rows = [(UNKNOWN, now_ms(), self.target_id, s) for s in seqs]
@@ -222,6 +234,12 @@ class Progress:
             "FROM upload_state s JOIN calls c ON c.seq = s.seq "
             "WHERE s.target_id=? AND s.state='rejected' ORDER BY s.seq",
             (self.target_id,)).fetchall()
+
+    def mark_completed(self) -> None:
+        """The run has ended and everything is on this target (``status DIR``: uploaded)."""
+        with _tx(self.conn):
+            self.conn.execute("UPDATE upload_targets SET completed_ms=?, updated_ms=? "
+                              "WHERE id=?", (now_ms(), now_ms(), self.target_id))
 
     def close(self) -> None:
         try:

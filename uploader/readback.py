@@ -25,15 +25,17 @@ stable ``Idempotency-Key`` covers servers that deduplicate.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from schema import blobs as blob_store
 from uploader.calls import Call
 from uploader.client import TransportError
-from uploader.errors import AuthError
+from uploader.errors import AuthError, Stopped
 
 if TYPE_CHECKING:
     from uploader.replay import Replayer
@@ -77,19 +79,35 @@ class ReadBack:
         query = {k: v for k, v in params.items() if v is not None}
         from uploader.requests_builder import BuiltRequest
         while True:
-            gate.wait_turn()
+            gate.wait_turn(r.stop, r.policy.sleep)
+            if r.stop.is_set():
+                raise Stopped()
             self.reads += 1
             try:
                 answer = r.client.send(BuiltRequest("GET", READ + path, {
                     k: (("true" if v else "false") if isinstance(v, bool) else str(v))
                     for k, v in query.items()}))
             except TransportError as exc:
-                gate.backoff(attempt, f"read-back {path}: {exc.detail}")
+                gate.backoff(attempt, f"read-back {path}: {exc.detail}", r.policy.sleep)
                 attempt += 1
                 continue
             if answer.status == 200:
-                gate.ok()
-                return answer.json()
+                garbage = answer.not_comet()
+                if garbage is None:
+                    # no gate.ok(): a read is not progress. A server that answers reads but
+                    # fails every write must still reach the deadline.
+                    return answer.json()
+                # not Comet answering (a proxy, a login page): it cannot tell; ask again
+                gate.backoff(attempt, f"read-back {path}: HTTP 200 but {garbage}",
+                             r.policy.sleep)
+                attempt += 1
+                continue
+            if 300 <= answer.status < 400:
+                from uploader.errors import ServerProtocolError
+                raise ServerProtocolError(
+                    f"{r.config.url} answered the read-back GET {READ}{path} with a redirect "
+                    f"(HTTP {answer.status}) to {answer.headers.get('Location') or '?'}; "
+                    "comet-upload does not follow redirects", "check --url")
             if answer.status in (401, 403):
                 raise AuthError(f"{r.config.url} refused a read-back ({answer.status}: "
                                 f"{answer.message()})", "check the API key")
@@ -99,10 +117,10 @@ class ReadBack:
                 attempt += 1
                 continue
             if r.policy.is_retryable_status(answer.status):
-                gate.backoff(attempt, f"read-back {path}: HTTP {answer.status}")
+                gate.backoff(attempt, f"read-back {path}: HTTP {answer.status}",
+                             r.policy.sleep)
                 attempt += 1
                 continue
-            gate.ok()
             return None  # 404 (absent) or a server without this read endpoint
 
     # --- journal context ------------------------------------------------------------------
@@ -132,7 +150,7 @@ class ReadBack:
             return [None] * len(calls)
         try:
             return check(self, calls, key)
-        except AuthError:
+        except (AuthError, Stopped):
             raise
         except Exception as exc:  # a read-back must never break the upload: resend instead
             logger.warning("read-back of %s failed (%s); sending it again", calls[0].label(),
@@ -140,27 +158,54 @@ class ReadBack:
             return [None] * len(calls)
 
     def _metrics(self, calls: list[Call], key: str) -> list[bool]:
-        out = []
-        series: dict[str, list] = {}
+        """A point is on the server if the server has more copies of it than earlier journal
+        calls explain. One GET per metric name and one journal query for the whole batch
+        (a batch of 1000 points must not scan the journal 1000 times)."""
+        sigs = [_call_metric_sig(c) for c in calls]
+        series: dict[str, Counter] = {}
+        for name in dict.fromkeys(s[0] for s in sigs):
+            data = self.get("experiment/metrics/get-metric", experimentKey=key,
+                            metricName=name) or {}
+            series[name] = Counter(
+                _metric_sig(m.get("metricName"), m.get("metricValue"), m.get("step"),
+                            m.get("epoch"), m.get("runContext"), m.get("timestamp"))
+                for m in data.get("metrics") or [])
+        wanted = set(sigs)
+        times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+        earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
+        last = calls[-1]
+        for seq, t, text in self._rows_before(
+                last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
+                "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
+                lookback=last.seq - calls[0].seq + LOOKBACK):
+            sig = _call_metric_sig(Call(0, "log_metric", None, t, text))
+            if sig in wanted:
+                earlier.setdefault(sig, []).append(seq)
+        return [series[sig[0]][sig] > bisect.bisect_left(earlier.get(sig, ()), call.seq)
+                for call, sig in zip(calls, sigs)]
+
+    def _samples(self, calls: list[Call], key: str) -> list[bool]:
+        """System samples (CPU/RAM/load/GPU) show up on Comet as ``sys.*`` metrics. A sample
+        is on the server if its probe metric has more points at the sample's (step,
+        timestamp) than earlier journal samples of the same endpoint there explain."""
+        counts: dict[str, Counter] = {}
+        verdicts = []
         for call in calls:
-            p = call.payload
-            name = p["metricName"]
-            if name not in series:
+            probe = _sample_probe(call)
+            if probe is None:
+                verdicts.append(None)
+                continue
+            if probe not in counts:
                 data = self.get("experiment/metrics/get-metric", experimentKey=key,
-                                metricName=name) or {}
-                series[name] = [_metric_sig(m.get("metricName"), m.get("metricValue"),
-                                            m.get("step"), m.get("epoch"), m.get("runContext"),
-                                            m.get("timestamp"))
-                                for m in data.get("metrics") or []]
-            sig = _call_metric_sig(call)
-            on_server = series[name].count(sig)
-            ts = p.get("timestamp", call.ts_ms)
-            before = sum(1 for _s, t, text in self._rows_before(
-                call, "log_metric", "AND (ts_ms = ? OR payload LIKE ?)",
-                (ts, f'%"timestamp":{ts}%'))
-                if _call_metric_sig(Call(0, "log_metric", None, t, text)) == sig)
-            out.append(on_server > before)
-        return out
+                                metricName=probe) or {}
+                counts[probe] = Counter((m.get("step"), m.get("timestamp"))
+                                        for m in data.get("metrics") or [])
+            where = _sample_position(call)
+            earlier = sum(1 for _seq, t, text in self._rows_before(call, call.endpoint)
+                          if _sample_position(Call(0, call.endpoint, None, t, text)) == where
+                          and _sample_probe(Call(0, call.endpoint, None, t, text)) == probe)
+            verdicts.append(counts[probe][where] > earlier)
+        return verdicts
 
     def _summaries(self, path: str, name_field: str, value_field: str):
         def check(self: "ReadBack", calls: list[Call], key: str) -> list[bool]:
@@ -170,6 +215,13 @@ class ReadBack:
             for i, call in enumerate(calls):
                 by_name.setdefault(call.payload[name_field], []).append(i)
             verdicts = [False] * len(calls)
+
+            def is_current(c: Call, summary: dict) -> bool:
+                ts = c.payload.get("timestamp", c.ts_ms)
+                return norm_value(c.payload.get(value_field)) == norm_value(
+                    summary.get("valueCurrent")) and summary.get("timestampCurrent") in (
+                    None, ts)
+
             for name, idxs in by_name.items():
                 summary = current.get(name)
                 if summary is None:
@@ -177,17 +229,38 @@ class ReadBack:
                 # the stream is ordered: the last call matching the server's current value
                 # and time is where the run of calls stopped
                 for i in reversed(idxs):
-                    c = calls[i]
-                    ts = c.payload.get("timestamp", c.ts_ms)
-                    if norm_value(c.payload[value_field]) == norm_value(
-                            summary.get("valueCurrent")) and summary.get(
-                            "timestampCurrent") in (None, ts):
+                    if is_current(calls[i], summary):
                         for j in idxs:
                             if j <= i:
                                 verdicts[j] = True
                         break
+                else:
+                    # An earlier run may have sent this stream further than these calls (a
+                    # crashed run's batch, re-batched differently now): if the current value
+                    # is a later call's of that run, every call here was applied before it.
+                    last = calls[idxs[-1]]
+                    if any(is_current(c, summary) for c in self._sent_later(
+                            last, name_field, name)):
+                        for j in idxs:
+                            verdicts[j] = True
             return verdicts
         return check
+
+    def _sent_later(self, call: Call, name_field: str, name: str) -> list[Call]:
+        """Later journal calls of ``call``'s stream that an earlier run may have sent."""
+        high = getattr(self.r, "sent_at_start", 0)
+        if high <= call.seq:
+            return []
+        conn = self.r.read_conn()
+        rows = conn.execute(
+            "SELECT seq, ts_ms, payload FROM calls WHERE seq > ? AND seq <= ? AND endpoint=? "
+            "AND experiment_id IS ? AND seq NOT IN (SELECT seq FROM upload_state WHERE "
+            "target_id=? AND state='rejected') ORDER BY seq",
+            (call.seq, high, call.endpoint, call.experiment_id,
+             self.r.progress.target_id)).fetchall()
+        later = [Call(seq, call.endpoint, call.experiment_id, ts, text)
+                 for seq, ts, text in rows]
+        return [c for c in later if c.payload.get(name_field) == name]
 
     def _output(self, calls: list[Call], key: str) -> list[bool]:
         data = self.get("experiment/output", experimentKey=key) or {}
@@ -316,13 +389,32 @@ class ReadBack:
 
 
 def _metric_sig(name, value, step, epoch, context, timestamp) -> tuple:
-    return (name, norm_value(value), step, epoch, context or None, timestamp)
+    return tuple(norm_value(v) if isinstance(v, (list, dict)) else v for v in (
+        name, norm_value(value), step, epoch, context or None, timestamp))
 
 
 def _call_metric_sig(call: Call) -> tuple:
     p = call.payload
     return _metric_sig(p["metricName"], p["metricValue"], p.get("step"), p.get("epoch"),
                        p.get("context"), p.get("timestamp", call.ts_ms))
+
+
+_SAMPLE_PROBES: dict[str, Callable[[dict], str | None]] = {
+    "cpu_metrics": lambda p: "sys.cpu.percent.avg",
+    "ram_metrics": lambda p: "sys.ram.used",
+    "load_metrics": lambda p: "sys.load.avg",
+    "gpu_metrics": lambda p: (f"sys.gpu.{p['gpus'][0].get('gpuId')}.used_memory"
+                              if p.get("gpus") else None),
+}
+
+
+def _sample_probe(call: Call) -> str | None:
+    return _SAMPLE_PROBES[call.endpoint](call.payload)
+
+
+def _sample_position(call: Call) -> tuple:
+    p = call.payload
+    return (p.get("step"), p.get("timestamp", call.ts_ms))
 
 
 def _same_asset(a: Call, b: Call) -> bool:
@@ -365,6 +457,10 @@ _PROJECT_CHECKS = frozenset({"project_create", "project_delete", "project_update
 
 _CHECKS: dict[str, Callable] = {
     "log_metric": ReadBack._metrics,
+    "cpu_metrics": ReadBack._samples,
+    "ram_metrics": ReadBack._samples,
+    "load_metrics": ReadBack._samples,
+    "gpu_metrics": ReadBack._samples,
     "log_parameter": ReadBack._summaries(None, "experiment/parameters", "parameterName",
                                          "parameterValue"),
     "log_other": ReadBack._summaries(None, "experiment/log-other", "key", "value"),

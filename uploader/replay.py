@@ -25,10 +25,23 @@ does not have it is it sent again. Experiments are created by client key where t
 offers it (``logger/add/run``: idempotent by key), else by ``write/experiment/create`` after
 looking for an experiment an interrupted create may have made. Every request carries a stable
 ``Idempotency-Key`` (``<journal id>-<seq>``) for servers that deduplicate.
+
+Batch mode's metric points travel as :class:`~uploader.bulk.MetricGroup` units (up to
+``batch_size`` rows, one request, one settlement): see :mod:`uploader.bulk`. The watermark is
+the seq below the oldest unsettled unit (a heap of units' first seqs), never above what the
+reader has handed over.
+
+Stopping early: when ``Options.stop`` is set (from any thread) or ``Options.time_slice_s`` has
+passed, nothing new is admitted or handed to a worker; jobs not yet started are given back;
+requests on the wire finish (a time slice waits for them; a stop waits ``STOP_GRACE_S`` at most,
+then abandons them: they stay below ``sent_through``, so a later run reads them back). Acks
+are committed, ``sent_through`` is brought back down to what may really have been sent, and
+:class:`Summary` says ``more_pending``.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import sqlite3
@@ -40,16 +53,17 @@ from typing import Any, Callable
 
 from schema.catalogue import ENDPOINTS
 from schema.journal import sqlite_connect
-from uploader.calls import (BARRIER, CREATE, GLOBAL, ORDERED, POSITIONED, Call, JournalReader,
-                            journal_end)
+from uploader.calls import BARRIER, CREATE, GLOBAL, Call, JournalReader, journal_end
+from uploader.batches import BATCH_ENDPOINT
+from uploader.bulk import BATCH_NAME, BulkReader, MetricGroup
 from uploader.client import Client
 from uploader.config import UploadConfig
-from uploader.errors import AuthError, UploadError, redact
+from uploader.errors import AuthError, Stopped, UploadError, redact
 from uploader.progress import ExperimentTarget, Progress
 from uploader.requests_builder import Overrides, RequestBuilder
 from uploader.retry import RetryPolicy, ServerGate
-from uploader.batches import BATCH_ENDPOINT
-from uploader.sender import Outcome, Sender, Stopped
+from uploader.sender import Sender
+from uploader.settle import GROUP_ACK_DEFER_S, Settlement, _Suppress as _suppress
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +71,21 @@ DEFAULT_CONCURRENCY = 8
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 ACK_BATCH = 512
 ACK_INTERVAL_S = 0.1
+STOP_GRACE_S = 2.0  # after a stop, how long requests on the wire may take before abandoning
+WORKER_JOIN_S = 5.0
+_NOT_STARTED = Stopped(started=False)
 
 
 @dataclass
 class Options:
-    """How to replay. ``batch``: use the SDK's batch endpoints where the server has them."""
+    """How to replay. ``batch``: use the SDK's batch endpoints where the server has them.
+
+    ``gate``: a :class:`ServerGate` shared with other uploads to the same server (one 429
+    pause, back-off and deadline for all of them); by default the replay makes its own.
+    ``time_slice_s``: stop admitting calls after this long and return once what is in flight
+    has settled (``Summary.more_pending`` says whether calls are left). ``stop``: an event any
+    thread may set for the same graceful end (requests on the wire get ``STOP_GRACE_S``).
+    """
 
     concurrency: int = DEFAULT_CONCURRENCY
     window: int = 0  # 0: derived from concurrency
@@ -71,6 +95,8 @@ class Options:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     on_progress: Callable[["Summary"], None] | None = None
     stop: threading.Event | None = None
+    gate: ServerGate | None = None
+    time_slice_s: float | None = None
 
 
 @dataclass
@@ -101,6 +127,7 @@ class Summary:
     experiments: list[ExperimentResult] = field(default_factory=list)
     batches: int = 0
     error: str | None = None
+    more_pending: bool = False  # stopped early (time slice, stop): calls are left to upload
 
     @property
     def done(self) -> int:
@@ -118,6 +145,7 @@ class Summary:
             "elapsed_s": round(self.elapsed_s, 3),
             "calls_per_s": round(self.uploaded / self.elapsed_s, 1) if self.elapsed_s else None,
             "experiments": [e.__dict__ for e in self.experiments], "error": self.error,
+            "more_pending": self.more_pending,
         }
 
 
@@ -134,15 +162,16 @@ class _Gate:
 
 
 class _Stream:
-    __slots__ = ("waiting", "inflight", "batch")
+    __slots__ = ("waiting", "inflight", "batch", "flying")
 
-    def __init__(self, batch: bool = False):
+    def __init__(self, batch: bool = False, flying: list | None = None):
         self.waiting: deque = deque()
         self.inflight = 0
         self.batch = batch
+        self.flying = flying  # a bulk stream's groups in flight (several at once)
 
 
-class Replayer:
+class Replayer(Settlement):
     """Uploads one journal to one server. ``run()`` returns a :class:`Summary`.
 
     The caller holds the :class:`~uploader.lock.UploadLock`.
@@ -153,11 +182,13 @@ class Replayer:
         self.path = path
         self.config = config
         self.options = options or Options()
-        self.stop = self.options.stop or threading.Event()
+        # Our own event: set when this replay ends or stops (workers, sleeps); the caller's
+        # Options.stop is only ever read, as it may be shared by many replays.
+        self.stop = threading.Event()
         policy = self.options.policy.with_stop_event(self.stop) \
             if self.options.policy.sleep is time.sleep else self.options.policy
         self.policy = policy
-        self.gate = ServerGate(policy, config.url)
+        self.gate = self.options.gate or ServerGate(policy, config.url)
         self.concurrency = max(1, self.options.concurrency)
         self.client = client or Client(config, policy, pool_size=self.concurrency)
         self.progress = Progress(path, config.identity, config.url, config.workspace,
@@ -170,11 +201,13 @@ class Replayer:
         overrides = Overrides(config.workspace, config.project, config.default_workspace)
         self.builder = RequestBuilder(overrides, self.read_conn)
         self.sender = Sender(self)
-        self.batch_lanes = max(1, self.concurrency // 2)
+        self.batch_lanes = max(1, self.concurrency // 2)  # batches in flight per experiment
         window = self.options.window or max(256, self.concurrency * 64)
-        if self.options.batch:
-            window = max(window, self.options.batch_size * 8)
+        if self.options.batch:  # a group in flight, one waiting and one filling, per lane
+            window = max(window, self.options.batch_size * max(8, 3 * self.batch_lanes))
         self.window = window
+        self.stopping = False
+        self.abandon_at: float | None = None
 
     # --- shared helpers -------------------------------------------------------------------
 
@@ -197,11 +230,17 @@ class Replayer:
     def idempotency_key(self, seq: int | str) -> str:
         return f"{self.journal_id}-{seq}"
 
+    def note_sending(self) -> None:
+        """A worker is about to put its job's request on the wire (see ``_worker``)."""
+        self._local.sending = True
+
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> Summary:
         started = time.monotonic()
         self.started_ms = int(time.time() * 1000)
+        self.slice_end = started + self.options.time_slice_s \
+            if self.options.time_slice_s is not None else None
         workers: list[threading.Thread] = []
         try:
             self.sender.probe()
@@ -220,18 +259,28 @@ class Replayer:
             with _suppress():
                 self.progress.set_last_error(self.summary.error)
             raise
+        except BaseException:  # Ctrl-C, a bug: what is settled stays settled
+            if hasattr(self, "group_acks"):
+                self._flush_quietly()
+            raise
         finally:
             self.stop.set()
             for _ in workers:
                 self._work.put(None)
+            # abandoned requests (a stop's grace is over) are not waited for again
+            limit = time.monotonic() + (0.2 if self.abandon_at is not None
+                                        and time.monotonic() >= self.abandon_at
+                                        else WORKER_JOIN_S)
             for t in workers:
-                t.join(timeout=5)
+                t.join(timeout=max(0.0, limit - time.monotonic()))
+            busy = any(t.is_alive() for t in workers)
             self.summary.elapsed_s = time.monotonic() - started
             self._finish_summary()
             self.client.close()
-            for conn in self._conns:
-                with _suppress():
-                    conn.close()
+            if not busy:  # a worker still in a request keeps its journal connection
+                for conn in self._conns:
+                    with _suppress():
+                        conn.close()
             self.progress.close()
         return self.summary
 
@@ -242,8 +291,15 @@ class Replayer:
             progress.retry_rejected()
         self.summary.total = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
         self.end_seq = journal_end(conn)
-        self.reader = iter(JournalReader(conn, progress.target_id, progress.acked_through,
-                                         progress.sent_through, self.end_seq))
+        self.sent_at_start = progress.sent_through
+        args = (conn, progress.target_id, progress.acked_through, progress.sent_through,
+                self.end_seq)
+        if self.options.batch and self.sender.batch_ok.get(BATCH_NAME):
+            self.journal = BulkReader(*args, batch_size=self.options.batch_size,
+                                      enabled=lambda: self.sender.batch_ok.get(BATCH_NAME, False))
+        else:
+            self.journal = JournalReader(*args)
+        self.reader = iter(self.journal)
         self.summary.pending = self._count_pending(conn)
         self.summary.skipped = self.summary.total - self.summary.pending
         known = progress.experiments()
@@ -262,17 +318,21 @@ class Replayer:
         self.global_sent = False
         self.global_blocked: deque = deque()
         self.outstanding = 0  # admitted and not settled (barriers included)
-        self.in_window = 0  # admitted or blocked, not settled
-        self.mainline: deque = deque()  # main-line seqs in read order (for the watermark)
-        self.settled_seqs: set[int] = set()
+        self.in_window = 0  # calls admitted or blocked, not settled (a group counts its rows)
+        self.mainline: list[int] = []  # heap: first seqs of main-line units not yet passed
+        self.settled_seqs: set[int] = set()  # first seqs of settled units still in the heap
         self.retried_seqs: set[int] = set()
         self.acks: list[tuple[int, int]] = []
+        # (group, acked seqs or None for all, attempts, settled at)
+        self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
         self.rejects: list[tuple[int, int, int, str]] = []
-        self.committed_pending: list[Call] = []  # settled in memory, awaiting commit
+        self.settled_rows = 0  # acks and rejections awaiting commit
+        self.committed_pending: list = []  # settled in memory, awaiting commit
         self.urgent = False
         self.last_commit = time.monotonic()
         self.reader_done = False
-        self.max_admitted = 0
+        self.out_jobs: dict[int, int] = {}  # id(job) -> its highest main-line seq
+        self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
 
     def _count_pending(self, conn: sqlite3.Connection) -> int:
         t = self.progress.target_id
@@ -293,8 +353,12 @@ class Replayer:
         report_every = 0.2
         last_report = 0.0
         while True:
-            self._fill_window()
-            if self.reader_done and self.in_window == 0 and not self.committed_pending:
+            self._check_stop()
+            if not self.stopping:
+                self._fill_window()
+                if self.reader_done and self.in_window == 0 and not self.committed_pending:
+                    break
+            elif not self.out_jobs or time.monotonic() >= self.abandon_at:
                 break
             try:
                 item = results.get(timeout=ACK_INTERVAL_S)
@@ -307,32 +371,74 @@ class Replayer:
                 except queue.Empty:
                     item = None
             now = time.monotonic()
-            if self.committed_pending and (self.urgent or len(self.acks) + len(self.rejects)
-                                           >= ACK_BATCH or now - self.last_commit
-                                           >= ACK_INTERVAL_S or self.reader_done):
+            if self.committed_pending and (self.urgent or self.settled_rows >= ACK_BATCH
+                                           or now - self.last_commit >= ACK_INTERVAL_S
+                                           or self.reader_done or self.stopping) \
+                    or self.group_acks and now - self.group_acks[0][3] >= GROUP_ACK_DEFER_S:
                 self._commit()
             if self.options.on_progress and now - last_report >= report_every:
                 last_report = now
                 self.options.on_progress(self.summary)
         self._commit(final=True)
+        if self.stopping:
+            self._stopped_early()
         if self.options.on_progress:
             self.options.on_progress(self.summary)
 
+    def _check_stop(self) -> None:
+        """Begin a graceful end when asked to stop or when the time slice is over."""
+        external = self.options.stop
+        asked = external is not None and external.is_set()
+        if self.stopping:
+            if asked and self.abandon_at == float("inf"):  # a stop during a slice's end
+                self.abandon_at = time.monotonic() + STOP_GRACE_S
+            return
+        if not asked and (self.slice_end is None or time.monotonic() < self.slice_end):
+            return
+        self.stopping = True
+        self.stop.set()  # workers give back jobs not started, retries and sleeps end
+        # a time slice lets requests on the wire finish (each is bounded by its timeout)
+        self.abandon_at = time.monotonic() + (STOP_GRACE_S if asked else float("inf"))
+
+    def _stopped_early(self) -> None:
+        """Progress after a graceful stop: ``sent_through`` back down to what may have been
+        sent (so the next run reads back only those), and whether calls are left."""
+        may_be_sent = max([self.sent_at_start, self.abandoned_top, *self.out_jobs.values()])
+        self.progress.lower_sent_through(may_be_sent)
+        self.summary.more_pending = not (self.reader_done and self.in_window == 0)
+
     def _fill_window(self) -> None:
-        while not self.reader_done and self.in_window < self.window:
-            call = next(self.reader, None)
-            if call is None:
+        journal = self.journal
+        while not self.reader_done and self.in_window + journal.buffered < self.window:
+            item = next(self.reader, None)
+            if item is None:
                 self.reader_done = True
                 break
-            self.in_window += 1
-            if call.retry:
-                self.retried_seqs.add(call.seq)
-            else:
-                self.mainline.append(call.seq)
-            self._admit(call)
+            self._take_in(item)
+        if journal.buffered and not self.reader_done:
+            # the window is full: flush the groups whose lane has nothing else to send
+            for group in journal.take(self._lane_busy):
+                self._take_in(group)
 
-    def _admit(self, call: Call, before_global: bool = False) -> None:
-        """Admit a call read from the journal (or released from a barrier's hold).
+    def _take_in(self, item) -> None:
+        if item.__class__ is MetricGroup:
+            self.in_window += len(item.seqs)
+            heapq.heappush(self.mainline, item.seq)
+        else:
+            self.in_window += 1
+            if item.retry:
+                self.retried_seqs.add(item.seq)
+            else:
+                heapq.heappush(self.mainline, item.seq)
+        self._admit(item)
+
+    def _lane_busy(self, experiment_id: int) -> bool:
+        stream = self.streams.get((experiment_id, "bulk"))
+        return stream is not None and bool(stream.inflight >= self.batch_lanes
+                                           or stream.waiting)
+
+    def _admit(self, call, before_global: bool = False) -> None:
+        """Admit a call or group read from the journal (or released from a barrier's hold).
 
         :param before_global: the call precedes the pending global barrier in the journal
             (it was held by its experiment's barrier), so that barrier must not hold it.
@@ -375,15 +481,17 @@ class Replayer:
             return
         gate.outstanding += 1
         self.outstanding += 1
-        batch_key = self._batch_key(call)
-        if batch_key is not None:
-            call.stream = batch_key
+        batch_key = None
+        if call.__class__ is not MetricGroup:
+            batch_key = self._batch_key(call)
+            if batch_key is not None:
+                call.stream = batch_key
         stream = self.streams.get(call.stream)
         if stream is None:
-            stream = self.streams[call.stream] = _Stream(batch_key is not None)
+            stream = self.streams[call.stream] = _Stream(
+                batch_key is not None, [] if call.__class__ is MetricGroup else None)
         stream.waiting.append(call)
-        if stream.inflight == 0:
-            self._pump(stream)
+        self._pump(stream)
 
     def _batch_key(self, call: Call):
         if call.endpoint == "log_output":
@@ -397,14 +505,20 @@ class Replayer:
         if call.endpoint == "log_parameter":
             return (call.experiment_id, "batch", call.endpoint)
         lane = hash((call.ts_ms, call.text)) % self.batch_lanes
-        if call.endpoint == "log_output":
-            return (call.experiment_id, "batch", call.endpoint, call.payload.get("context"),
-                    lane)
         return (call.experiment_id, "batch", call.endpoint, lane)
 
     def _pump(self, stream: _Stream) -> None:
         waiting = stream.waiting
-        if not waiting or stream.inflight:
+        if stream.flying is not None:  # groups: several in flight, in order, none sharing
+            flying = stream.flying     # a point with another in flight (see uploader.bulk)
+            while waiting and len(flying) < self.batch_lanes and not self.stopping and \
+                    not any(waiting[0].overlaps(g) for g in flying):
+                group = waiting.popleft()
+                flying.append(group)
+                stream.inflight += 1
+                self._send(group)
+            return
+        if not waiting or stream.inflight or self.stopping:
             return
         if stream.batch:
             limit = self.options.batch_size
@@ -424,7 +538,8 @@ class Replayer:
             self._send(waiting.popleft())
 
     def _maybe_send_barrier(self, gate: _Gate) -> None:
-        if gate.barrier is not None and not gate.barrier_sent and gate.outstanding == 0:
+        if gate.barrier is not None and not gate.barrier_sent and gate.outstanding == 0 \
+                and not self.stopping:
             gate.barrier_sent = True
             call = gate.barrier
             if call.kind == CREATE:
@@ -433,112 +548,31 @@ class Replayer:
             self._send(call)
 
     def _maybe_send_global(self) -> None:
-        if self.global_barrier is not None and not self.global_sent and self.outstanding == 0:
+        if self.global_barrier is not None and not self.global_sent and self.outstanding == 0 \
+                and not self.stopping:
             self.global_sent = True
             self.outstanding += 1
             self._send(self.global_barrier)
 
     def _send(self, job) -> None:
-        calls = job if isinstance(job, list) else [job]
-        top = max(c.seq for c in calls if not c.retry) if any(not c.retry for c in calls) \
-            else 0
+        if job.__class__ is MetricGroup:
+            top, first = job.seqs[-1], job
+        else:
+            calls = job if isinstance(job, list) else [job]
+            first = calls[0]
+            top = max((c.seq for c in calls if not c.retry), default=0)
+            retried = [c.seq for c in calls if c.retry and not c.maybe_sent]
+            if retried:
+                self.progress.mark_unknown(retried)
         if top > self.progress.sent_through:
             self.progress.raise_sent_through(min(self.end_seq, top + SENT_STEP))
-        retried = [c.seq for c in calls if c.retry and not c.maybe_sent]
-        if retried:
-            self.progress.mark_unknown(retried)
-        gate = self.gates.get(calls[0].experiment_id)
+        self.out_jobs[id(job)] = top
+        gate = self.gates.get(first.experiment_id)
         self._work.put((job, gate.target if gate else None))
 
-    # --- results ----------------------------------------------------------------------------
-
-    def _on_result(self, item: tuple) -> None:
-        call, outcome = item
-        if isinstance(outcome, Stopped):
-            return
-        if isinstance(outcome, BaseException):
-            raise outcome
-        outcome: Outcome
-        self.summary.retried += outcome.retries
-        self.summary.throttled += outcome.throttled
-        self.summary.bytes_sent += outcome.bytes_sent
-        if outcome.server_key:
-            gate = self.gates[call.experiment_id]
-            self.progress.experiment_created(gate.target, outcome.server_key, outcome.link,
-                                             outcome.method)
-            self.claimed.add(outcome.server_key)
-        if outcome.project_id:
-            ws, name, pid = outcome.project_id
-            self.progress.set_project_id(ws, name, pid)
-        for sub, sub_outcome in (outcome.parts if outcome.parts is not None
-                                 else [(call, outcome)]):
-            if sub_outcome.ok:
-                self._settle(sub, ack=True, found=sub_outcome.found, attempts=outcome.attempts)
-            else:
-                self._settle(sub, ack=False, status=sub_outcome.status,
-                             message=sub_outcome.message, attempts=outcome.attempts)
-        if outcome.batch:
-            self.summary.batches += 1
-
-    def _settle_local_reject(self, call: Call, message: str) -> None:
-        self._settle(call, ack=False, status=0, message=message, admitted=False)
-
-    def _settle(self, call: Call, ack: bool, found: bool = False, status: int = 0,
-                message: str = "", attempts: int = 0, admitted: bool = True) -> None:
-        if ack:
-            self.acks.append((call.seq, attempts))
-            if found:
-                self.summary.found_by_readback += 1
-            else:
-                self.summary.uploaded += 1
-        else:
-            self.rejects.append((call.seq, attempts, status, message))
-            self.summary.rejected.append({"seq": call.seq, "endpoint": call.endpoint,
-                                          "status": status, "message": message})
-            if call.kind == CREATE:
-                gate = self.gates[call.experiment_id]
-                gate.create_rejected = f"the experiment's creation (call {call.seq}) was " \
-                                       f"rejected: {message}"
-        call.stream = call.stream if admitted else None
-        call._admitted = admitted  # type: ignore[attr-defined]
-        self.committed_pending.append(call)
-        if call.kind in (ORDERED, CREATE, BARRIER, GLOBAL):
-            self.urgent = True
-        elif admitted:
-            stream = self.streams.get(call.stream)
-            if stream is not None and stream.waiting:
-                self.urgent = True
-
-    def _commit(self, final: bool = False) -> None:
-        if not self.committed_pending and not (final and not self.mainline
-                                               and self.end_seq > self.progress.acked_through):
-            return
-        settled = self.settled_seqs
-        for call in self.committed_pending:
-            if not call.retry:
-                settled.add(call.seq)
-        watermark = None
-        mainline = self.mainline
-        while mainline and mainline[0] in settled:
-            watermark = mainline.popleft()
-            settled.discard(watermark)
-        if not mainline and self.reader_done:
-            watermark = self.end_seq
-        acks = self.acks
-        if watermark is not None:  # acks the new watermark covers need no row at all
-            retried = self.retried_seqs
-            acks = [a for a in acks if a[0] > watermark or a[0] in retried]
-        self.progress.record(acks, self.rejects, watermark)
-        self.acks, self.rejects = [], []
-        self.last_commit = time.monotonic()
-        self.urgent = False
-        done, self.committed_pending = self.committed_pending, []
-        for call in done:
-            self._released(call)
-
-    def _released(self, call: Call) -> None:
-        """A settled call's state is durable: let what waited for it go."""
-        self.in_window -= 1
+    def _released(self, call) -> None:
+        """A settled unit's state is durable: let what waited for it go."""
+        self.in_window -= len(call.seqs) if call.__class__ is MetricGroup else 1
         if not getattr(call, "_admitted", True):
             return
         if call is self.global_barrier:
@@ -564,17 +598,13 @@ class Replayer:
         stream = self.streams.get(call.stream)
         if stream is not None:
             stream.inflight -= 1
-            if stream.inflight == 0:
-                if stream.waiting:
-                    self._pump(stream)
-                else:
-                    del self.streams[call.stream]
+            if stream.flying is not None:
+                stream.flying.remove(call)
+            if stream.waiting:
+                self._pump(stream)
+            elif stream.inflight == 0:
+                del self.streams[call.stream]
         self._maybe_send_global()
-
-    def _flush_quietly(self) -> None:
-        with _suppress():
-            self.progress.record(self.acks, self.rejects, None)
-            self.acks, self.rejects = [], []
 
     # --- workers ----------------------------------------------------------------------------
 
@@ -584,8 +614,15 @@ class Replayer:
             if job is None:
                 return
             call, target = job
+            if self.stop.is_set():  # stopping: give the job back, it never left
+                self._results.put((call, _NOT_STARTED))
+                continue
+            self._local.sending = False
             try:
                 outcome = self.sender.send_call(call, target)
+            except Stopped:  # before any write request of this job: it never left either
+                self._results.put((call, Stopped(started=self._local.sending)))
+                continue
             except BaseException as exc:  # AuthError, ServerUnreachable, bugs: stop the run
                 self._results.put((call, exc))  # before stop: the cause arrives first
                 self.stop.set()
@@ -603,14 +640,6 @@ class Replayer:
 def _journal_id(conn: sqlite3.Connection) -> str:
     row = conn.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
     return row[0] if row else "journal"
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], Exception)
 
 
 __all__ = ["Options", "Replayer", "Summary", "AuthError"]

@@ -124,7 +124,8 @@ class ServerGate:
         self.last_failure = ""
 
     def ok(self) -> None:
-        """A request succeeded: the deadline clock starts again."""
+        """Progress (a write acknowledged or rejected for good, a call found by a read-back):
+        the deadline clock starts again. A successful read alone is not progress."""
         self._last_ok = self.policy.clock()
 
     def pause(self, seconds: float) -> None:
@@ -152,19 +153,26 @@ class ServerGate:
                 "progress is saved in the journal: run the same command again later, or pass "
                 "--deadline forever")
 
-    def wait_turn(self) -> None:
-        """Block while the server is paused (every worker waits, not only the throttled one)."""
-        while True:
+    def wait_turn(self, stop: threading.Event | None = None,
+                  sleep: Callable[[float], None] | None = None) -> None:
+        """Block while the server is paused (every worker waits, not only the throttled one).
+
+        A gate may be shared by many uploads (the watch daemon): ``stop`` ends the wait early
+        for the caller's upload only, and ``sleep`` is the caller's (interruptible) sleep.
+        """
+        sleep = sleep or self.policy.sleep
+        while stop is None or not stop.is_set():
             remaining = self.paused_for
             if remaining <= 0:
                 return
             self.check_deadline(remaining)
-            self.policy.sleep(min(remaining, 1.0))
+            sleep(min(remaining, 1.0))
 
-    def backoff(self, attempt: int, failure: str) -> None:
+    def backoff(self, attempt: int, failure: str,
+                sleep: Callable[[float], None] | None = None) -> None:
         """Sleep the policy's backoff before retry ``attempt``, within the deadline."""
         self.last_failure = failure
         delay = self.policy.backoff(attempt)
         self.check_deadline(delay)
         if delay > 0:
-            self.policy.sleep(delay)
+            (sleep or self.policy.sleep)(delay)

@@ -3,7 +3,12 @@
 Runs in the replay's worker threads. The retry loop (:meth:`Sender._exchange`) is where the
 issue's rules live:
 
-* 2xx: acknowledged; 401/403: :class:`AuthError` stops the whole upload at once; 429: every
+* 2xx with Comet's JSON: acknowledged; a 2xx whose body is empty, an HTML page or not JSON
+  is not Comet answering (a proxy, a login page): its outcome is unknown, so it is retried
+  like a 5xx (read-back first), never acknowledged; a 3xx: :class:`ServerProtocolError` at
+  once (redirects are not followed, see :mod:`uploader.client`); a damaged blob met while
+  sending: :class:`JournalDamagedError` (names the journal and the call), the upload stops;
+* 401/403: :class:`AuthError` stops the whole upload at once; 429: every
   request to the server pauses for ``Retry-After``/``Retry-After-Custom`` (or a backoff);
   connection errors, timeouts, 408 and 5xx: retried with capped full-jitter backoff within the
   deadline; any other 4xx: a permanent rejection, reported and kept for ``--retry-rejected``;
@@ -19,10 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from schema.blobs import MissingBlobError
 from schema.catalogue import ENDPOINTS, endpoint_named
+from uploader.bulk import MetricGroup, send_group
 from uploader.calls import Call
 from uploader.client import Answer, TransportError
-from uploader.errors import AuthError, ServerProtocolError, UploadError, redact
+from uploader.errors import (AuthError, JournalDamagedError, ServerProtocolError, Stopped,
+                             UploadError, redact)
 from uploader.progress import ExperimentTarget
 from uploader.readback import ReadBack
 from uploader.requests_builder import BuiltRequest, encode_json
@@ -36,10 +44,6 @@ logger = logging.getLogger(__name__)
 CLIENT_KEY = "client-key"
 REST_CREATE = "rest-create"
 ALREADY_EXISTS_CODE = 90999
-
-
-class Stopped(Exception):
-    """The upload is stopping (another worker failed, or Ctrl-C): leave the job unsettled."""
 
 
 @dataclass
@@ -103,6 +107,8 @@ class Sender:
     def send_call(self, job, target: ExperimentTarget | None) -> Outcome:
         if isinstance(job, list):
             return self._send_batch(job, target)
+        if isinstance(job, MetricGroup):
+            return send_group(self, job, target)
         call: Call = job
         if call.endpoint == "experiment_create":
             return self._create(call, target)
@@ -110,6 +116,7 @@ class Sender:
         if call.maybe_sent:
             verdict = self.readback.applied(call, key)
             if verdict:
+                self.r.gate.ok()  # progress: the call is settled
                 return Outcome(ok=True, found=True)
         r = self.r
 
@@ -295,10 +302,13 @@ class Sender:
         while True:
             if r.stop.is_set():
                 raise Stopped()
-            gate.wait_turn()
+            gate.wait_turn(r.stop, r.policy.sleep)
+            if r.stop.is_set():
+                raise Stopped()
             if ambiguous and on_ambiguous is not None:
                 verdict = on_ambiguous()
                 if verdict:
+                    gate.ok()  # progress: found on the server
                     return Outcome(ok=True, found=True, attempts=attempts, retries=retries,
                                    throttled=throttled, bytes_sent=sent_bytes)
             ambiguous = False
@@ -306,7 +316,10 @@ class Sender:
                 request = build()
             except _Unresolvable as exc:
                 return Outcome(ok=False, status=0, message=str(exc), attempts=attempts)
+            except MissingBlobError as exc:  # a small blob read into the body
+                raise self._damaged(label, exc) from None
             attempts += 1
+            r.note_sending()
             try:
                 answer = r.client.send(request, idempotency_key)
             except TransportError as exc:
@@ -315,20 +328,34 @@ class Sender:
                 if not retry_statuses:
                     return Outcome(ok=False, status=0, message=exc.detail, attempts=attempts)
                 logger.debug("%s: %s (retrying)", label, exc.detail)
-                gate.backoff(retries - 1, f"{label}: {exc.detail}")
+                gate.backoff(retries - 1, f"{label}: {exc.detail}", r.policy.sleep)
                 continue
-            except Exception as exc:  # a damaged blob while streaming, for example
-                from schema.blobs import MissingBlobError
-                if isinstance(exc, (MissingBlobError, LookupError)):
-                    return Outcome(ok=False, status=0, attempts=attempts,
-                                   message=f"journal: {redact(str(exc))}")
-                raise
+            except MissingBlobError as exc:  # a blob's bytes damaged, met while streaming
+                raise self._damaged(label, exc) from None
+            except LookupError as exc:
+                return Outcome(ok=False, status=0, attempts=attempts,
+                               message=f"journal: {redact(str(exc))}")
             sent_bytes += request.size
             status = answer.status
+            if 300 <= status < 400:
+                raise self._redirected(request, answer, label)
             if 200 <= status < 300:
-                gate.ok()
-                return Outcome(ok=True, status=status, attempts=attempts, retries=retries,
-                               throttled=throttled, bytes_sent=sent_bytes, answer=answer)
+                garbage = answer.not_comet()
+                if garbage is None:
+                    gate.ok()
+                    return Outcome(ok=True, status=status, attempts=attempts, retries=retries,
+                                   throttled=throttled, bytes_sent=sent_bytes, answer=answer)
+                # Not Comet answering: nothing says the call was applied, nor that it was
+                # not. Never acknowledged; retried like a 5xx (read-back first).
+                failure = f"{label}: HTTP {status} but {garbage}"
+                if not retry_statuses:
+                    return Outcome(ok=False, status=status, message=failure, attempts=attempts,
+                                   answer=answer)
+                logger.info("%s (retrying)", failure)
+                ambiguous = True
+                retries += 1
+                gate.backoff(retries - 1, failure, r.policy.sleep)
+                continue
             if accept is not None and accept(answer):
                 gate.ok()
                 return Outcome(ok=True, status=status, attempts=attempts, retries=retries,
@@ -354,12 +381,36 @@ class Sender:
             if r.policy.is_retryable_status(status):
                 ambiguous = status >= 500
                 retries += 1
-                gate.backoff(retries - 1, f"{label}: HTTP {status} {answer.message()}")
+                gate.backoff(retries - 1, f"{label}: HTTP {status}: {answer.message()}",
+                             r.policy.sleep)
                 continue
             gate.ok()
             return Outcome(ok=False, status=status, message=answer.message(), attempts=attempts,
                            retries=retries, throttled=throttled, bytes_sent=sent_bytes,
                            answer=answer)
+
+
+    def _damaged(self, label: str, exc: MissingBlobError) -> JournalDamagedError:
+        return JournalDamagedError(
+            self.r.path, f"{label}: MissingBlobError: {exc}",
+            "the journal was altered or damaged after it was written: upload an intact copy "
+            "(a backup) instead; the calls acknowledged so far stay recorded")
+
+    def _redirected(self, request: BuiltRequest, answer: Answer,
+                    label: str) -> ServerProtocolError:
+        location = str(answer.headers.get("Location") or "")
+        url = self.r.config.url
+        where = f" to {location}" if location else " (without a Location)"
+        hint = "give the server's own address with --url"
+        target = location.split("?", 1)[0]
+        if target.endswith(request.path) and "://" in target:
+            root = target[: len(target) - len(request.path)]
+            hint = f"pass --url {root} (the address the server redirects to)"
+        return ServerProtocolError(
+            f"{url} answered {request.method} {request.path} ({label}) with a redirect "
+            f"(HTTP {answer.status}){where}; comet-upload does not follow redirects: a "
+            "redirected POST loses its body, and the API key would go to another address",
+            hint)
 
 
 class _Unresolvable(LookupError):

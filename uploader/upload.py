@@ -11,9 +11,11 @@ Example::
 from __future__ import annotations
 
 import os
+import sqlite3
 
-from schema.journal import read_header
+from schema.journal import read_header, translate_error
 from uploader.config import UploadConfig
+from uploader.integrity import verify_journal
 from uploader.lock import UploadLock
 from uploader.progress import holder_text
 from uploader.replay import Options, Replayer, Summary
@@ -25,11 +27,21 @@ def upload_journal(path: str | os.PathLike, config: UploadConfig,
 
     :param wait: if another uploader holds this journal for this server, wait for it
         instead of raising :class:`~uploader.errors.LockedError`.
-    :raises schema.errors.JournalError: the journal cannot be read.
+    :raises schema.errors.JournalError: the journal cannot be read, is damaged (naming the
+        damaged calls by seq), or another process holds it locked past the busy timeout.
     :raises uploader.errors.UploadError: bad key, server unreachable past the deadline, ...
     """
     path = os.fspath(path)
     read_header(path)  # a clear error for a missing or foreign file, before any lock file
+    # Damaged or locked: refused before the lock file, any write or any request.
+    verify_journal(path, config.identity)
+    try:
+        return _upload(path, config, options, wait)
+    except sqlite3.Error as exc:  # met while uploading (a page damaged after the check...)
+        raise translate_error(path, exc) from None
+
+
+def _upload(path: str, config: UploadConfig, options: Options | None, wait: bool) -> Summary:
 
     def describe() -> str | None:
         import sqlite3

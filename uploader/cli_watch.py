@@ -1,0 +1,140 @@
+"""``comet-upload watch``: the sync daemon's command line (a thin client of uploader.watch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+import click
+
+from uploader.cli import (EXIT_ERROR, _deadline, _error, _server_options, _setup_logging, main)
+from uploader.config import resolve
+from uploader.errors import ConfigError, UploadError
+from uploader.events import EventLog
+from uploader.liveness import DEFAULT_STALE_AFTER_S
+from uploader.replay import Options
+from uploader.retry import DEFAULT_BASE_S, DEFAULT_CAP_S, RetryPolicy
+from uploader.watch import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
+                            WatchDaemon, WatchOptions)
+
+
+def _after_upload(value: str) -> str:
+    if value in ("keep", "delete") or (value.startswith("move:") and len(value) > 5):
+        return value
+    raise click.BadParameter("give keep, delete or move:DIR")
+
+
+@main.command("watch")
+@click.argument("directories", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@_server_options
+@click.option("--ca-bundle", type=click.Path(dir_okay=False),
+              help="Verify TLS with this CA bundle (verification is always on).")
+@click.option("--pattern", default="*.db", show_default=True,
+              help="File names to look at; a file is uploaded only if its header says it is "
+                   "a journal.")
+@click.option("--poll", "poll", type=float, default=None,
+              help="Poll every this many seconds instead of using file events (chosen "
+                   "automatically on NFS, Lustre, GPFS and other network file systems).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=DEFAULT_PARALLEL,
+              show_default=True, help="Journals uploaded at once.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Requests in flight at once per journal.")
+@click.option("--batch", is_flag=True, help="Use the SDK's gzip batch endpoints where the "
+              "server offers them (lossless).")
+@click.option("--time-slice", type=float, default=DEFAULT_TIME_SLICE_S, show_default=True,
+              help="Seconds one journal uploads before others get their turn.")
+@click.option("--rescan", type=float, default=DEFAULT_RESCAN_S, show_default=True,
+              help="Seconds between safety rescans of the directories.")
+@click.option("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, show_default=True,
+              help="A run with no growth and no live writer for this long is reported stale.")
+@click.option("--after-upload", callback=lambda c, p, v: _after_upload(v), default="keep",
+              show_default=True, help="What to do with a journal whose run ended and is fully "
+              "uploaded: keep, delete, or move:DIR.")
+@click.option("--no-keepalive", is_flag=True, help="Do not keep live runs marked alive.")
+@click.option("--deadline", default="forever", show_default=True,
+              help="Give up on the server after this many seconds without a successful answer.")
+@click.option("--backoff-base", type=float, default=DEFAULT_BASE_S, show_default=True,
+              help="Retry backoff ceiling of the first retry (seconds; doubles each retry).")
+@click.option("--backoff-cap", type=float, default=DEFAULT_CAP_S, show_default=True,
+              help="Longest single backoff (seconds).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for an answer before the outcome counts as unknown.")
+@click.option("--json-log", is_flag=True, help="One JSON object per event on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
+def watch_command(directories, api_key, url, workspace, project_name, ca_bundle, pattern, poll,
+                  parallel, concurrency, batch, time_slice, rescan, stale_after, after_upload,
+                  no_keepalive, deadline, backoff_base, backoff_cap, timeout, json_log, quiet,
+                  verbose) -> None:
+    """Upload every journal under DIRECTORIES as it appears and grows, until stopped.
+
+    Journals present at start are uploaded, new ones are picked up, and journals still being
+    written are uploaded up to their end within seconds of each change; their experiments
+    are kept alive on the server while the run lives. A journal that cannot be read or is
+    rejected is reported and skipped; the daemon carries on. Safe next to other daemons and
+    manual comet-upload runs: no call is ever uploaded twice.
+
+    Ctrl-C or SIGTERM stops it cleanly within seconds (progress is kept); a second signal
+    exits at once with status 1.
+
+    \b
+    Examples:
+      comet-upload watch /scratch/$USER/journals
+      comet-upload watch --poll 5 --after-upload move:/scratch/done /lustre/runs
+      comet-upload watch --json-log runs/ 2>>watch.log
+    """
+    _setup_logging(verbose, quiet)
+    try:
+        config = resolve(api_key=api_key, url=url, workspace=workspace, project=project_name,
+                         ca_bundle=ca_bundle)
+    except ConfigError as exc:
+        _error(exc.message, exc.hint)
+        sys.exit(EXIT_ERROR)
+    policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=_deadline(deadline),
+                         read_timeout_s=timeout)
+    options = WatchOptions(
+        pattern=pattern, poll_interval=poll, parallel=parallel, time_slice_s=time_slice,
+        rescan_interval_s=rescan, stale_after_s=stale_after, keepalive=not no_keepalive,
+        after_upload=after_upload,
+        replay=Options(concurrency=concurrency, batch=batch, policy=policy))
+    log = EventLog(json_mode=json_log,
+                   min_level="warning" if quiet else ("debug" if verbose > 1 else "info"))
+    try:
+        daemon = WatchDaemon(list(directories), config, options, log)
+    except UploadError as exc:
+        _error(exc.message, exc.hint)
+        sys.exit(EXIT_ERROR)
+
+    def on_signal(signum, _frame):
+        if daemon.stopping:
+            log("abort", f"second {signal.Signals(signum).name}: exiting now", level="warning")
+            os._exit(1)
+        log("stopping", f"{signal.Signals(signum).name}: finishing in-flight requests "
+            "(send it again to exit at once)")
+        daemon.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sys.exit(daemon.run())
+
+
+def directory_status_command(roots: list[str], config, as_json: bool) -> int:
+    """``comet-upload status DIR``: one line per journal; exit 1 if any failed."""
+    from uploader.dir_status import STATES, directory_status
+    statuses = directory_status(roots, config.identity, config.url)
+    counts = {state: sum(1 for s in statuses if s.state == state) for state in STATES}
+    code = EXIT_ERROR if counts["failed"] else 0
+    if as_json:
+        click.echo(json.dumps({"server": config.url, "counts": counts, "exit_code": code,
+                               "journals": [s.as_dict() for s in statuses]}, sort_keys=True))
+        return code
+    click.echo(f"server: {config.url}")
+    for s in statuses:
+        extra = f"  {s.detail}" if s.detail else ""
+        click.echo(f"{s.state:<9} {s.journal}  calls={s.total_calls} pending={s.pending}"
+                   f"{extra}")
+    click.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
+    return code

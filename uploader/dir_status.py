@@ -1,0 +1,99 @@
+"""``comet-upload status DIR``: every journal under some directories, in one word each.
+
+uploaded  the run ended and every call is on the server (the watch daemon marked it)
+live      the run is still being written (pending calls are uploaded as it grows)
+pending   the run ended, some calls are not on the server yet
+stale     the writer died without ending the run: no growth and no live writer
+failed    the journal cannot be read, or the server rejected some of its calls
+
+Read-only, like ``status JOURNAL``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+
+from schema.errors import JournalError, NotAJournalError
+from uploader.discovery import DEFAULT_PATTERN, iter_matching
+from uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
+from uploader.status import pending_report
+
+STATES = ("uploaded", "live", "pending", "stale", "failed")
+
+
+@dataclass
+class JournalStatus:
+    journal: str
+    state: str
+    detail: str = ""
+    total_calls: int = 0
+    pending: int = 0
+    rejected: int = 0
+    idle_s: float | None = None
+    experiments: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def journal_status(path: str, identity: str, server: str,
+                   stale_after_s: float = DEFAULT_STALE_AFTER_S) -> JournalStatus:
+    """One journal's state; raises NotAJournalError for files that are not journals at all."""
+    try:
+        report = pending_report(path, identity, server)
+        liveness = journal_liveness(path, stale_after_s)
+        completed = _completed(path, identity)
+    except NotAJournalError:
+        raise
+    except JournalError as exc:
+        return JournalStatus(path, "failed", str(exc))
+    except sqlite3.Error as exc:
+        return JournalStatus(path, "failed", f"{path}: cannot be read: {exc}")
+    status = JournalStatus(path, "", total_calls=report.total_calls, pending=report.pending,
+                           rejected=report.rejected, idle_s=round(liveness.idle_s, 1),
+                           experiments=liveness.experiments)
+    if report.rejected:
+        status.state = "failed"
+        status.detail = f"{report.rejected} calls rejected by the server"
+    elif completed or (liveness.state == ENDED and report.pending == 0):
+        status.state = "uploaded"
+    elif liveness.state == ENDED:
+        status.state = "pending"
+    elif liveness.state == LIVE:
+        status.state = "live"
+    else:
+        status.state = "stale"
+        status.detail = f"no growth for {liveness.idle_s:.0f}s and no live writer"
+    if report.last_error and status.state != "uploaded":
+        status.detail = (status.detail + "; " if status.detail else "") + \
+            f"last error: {report.last_error}"
+    return status
+
+
+def directory_status(roots: list[str], identity: str, server: str,
+                     pattern: str = DEFAULT_PATTERN,
+                     stale_after_s: float = DEFAULT_STALE_AFTER_S) -> list[JournalStatus]:
+    out = []
+    for path in iter_matching(roots, pattern):
+        try:
+            out.append(journal_status(path, identity, server, stale_after_s))
+        except NotAJournalError:
+            continue  # another program's file that happens to match the pattern
+    return out
+
+
+def _completed(path: str, identity: str) -> bool:
+    conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        row = conn.execute("SELECT completed_ms FROM upload_targets WHERE identity=?",
+                           (identity,)).fetchone()
+    except sqlite3.OperationalError:  # no upload tables yet: never uploaded
+        return False
+    finally:
+        conn.close()
+    return bool(row and row[0])
+
+
+__all__ = ["STATES", "JournalStatus", "directory_status", "journal_status"]

@@ -1,0 +1,463 @@
+"""The sync daemon: upload every journal under some directories, as they appear and grow.
+
+``WatchDaemon.run()`` is the loop behind ``comet-upload watch DIR...``:
+
+* **Discovery**: an initial scan, then debounced file events (:mod:`uploader.fs_events`:
+  inotify, or polling on network file systems), plus a periodic rescan as a safety net for
+  missed events. Journals are recognised by their header, not their name.
+* **Fairness**: a bounded pool of uploads (``parallel``); each upload runs for at most
+  ``time_slice_s`` and goes to the back of the queue if more is pending, so one huge journal
+  cannot starve the others. One :class:`~uploader.retry.ServerGate` is shared by every upload
+  to the server, so a 429 pauses all of them.
+* **Live runs**: a journal still being written is uploaded up to its current end on every
+  change; while its run is live the daemon keeps its experiments marked alive on the server
+  (``set-status``, at the interval the server asks for). When the journal records its end
+  and everything is on the server, the journal is marked fully uploaded (and kept, moved or
+  deleted as asked). A journal whose writer died without ending it is reported as stale.
+* **Fault isolation**: an unreadable, corrupt or rejected journal is reported and skipped
+  (retried when it changes); nothing a journal does can crash the daemon.
+* **Company**: every upload holds the journal's upload lock (:mod:`uploader.lock`); a journal
+  busy with another daemon or a manual ``comet-upload`` is skipped and tried again later.
+* **Stopping**: :meth:`WatchDaemon.stop` lets in-flight requests finish (progress is
+  durable either way) and returns within a few seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Final
+
+from schema.errors import JournalError, NotAJournalError
+from uploader.client import Client, TransportError
+from uploader.config import UploadConfig
+from uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
+from uploader.errors import AuthError, LockedError, UploadError, redact
+from uploader.events import EventLog
+from uploader.fs_events import JournalEvents
+from uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
+from uploader.replay import Options, Summary
+from uploader.requests_builder import RequestBuilder, Overrides
+from uploader.retry import RetryPolicy, ServerGate
+from uploader.upload import upload_journal
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARALLEL: Final = 4
+DEFAULT_TIME_SLICE_S: Final = 10.0
+DEFAULT_RESCAN_S: Final = 5.0
+DEFAULT_KEEPALIVE_S: Final = 10.0  # until the server says otherwise
+BUSY_RETRY_S: Final = 2.0  # another uploader holds the journal: look again this much later
+ERROR_RETRY_S: Final = 10.0  # an upload failed (server unreachable): try again this later
+
+# States a journal is in, as the daemon sees it (``comet-upload status DIR`` uses the same).
+QUEUED, UPLOADING, LIVE_STATE, UPLOADED, STALE_STATE, FAILED, BUSY, WAITING = (
+    "queued", "uploading", "live", "uploaded", "stale", "failed", "busy", "waiting")
+
+
+@dataclass
+class WatchOptions:
+    """How the daemon works; every number has a default a cluster can live with."""
+
+    pattern: str = DEFAULT_PATTERN
+    poll_interval: float | None = None  # None: native events where they work, else polling
+    parallel: int = DEFAULT_PARALLEL
+    time_slice_s: float = DEFAULT_TIME_SLICE_S
+    rescan_interval_s: float = DEFAULT_RESCAN_S
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
+    keepalive: bool = True
+    after_upload: str = "keep"  # keep | delete | move:DIR
+    replay: Options = field(default_factory=lambda: Options(
+        policy=RetryPolicy(deadline_s=None)))  # a daemon never gives up on a server
+
+
+@dataclass
+class JournalEntry:
+    path: str
+    state: str = QUEUED
+    detail: str = ""
+    next_try: float = 0.0  # monotonic time before which it is not scheduled
+    signature: tuple = ()  # (size, mtime) of journal + WAL when last looked at
+    seen_end: int = 0  # the journal's last seq when its last upload started
+    server_keys: tuple[str, ...] = ()
+    uploaded_calls: int = 0
+    live: bool = False  # its run was live at the end of the last upload
+    reported: str = ""  # the last state logged, so each change is logged once
+
+
+def _signature(path: str) -> tuple:
+    out = []
+    for p in (path, path + "-wal"):
+        try:
+            st = os.stat(p)
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+class WatchDaemon:
+    """Uploads every journal under ``roots`` to one server until :meth:`stop`."""
+
+    def __init__(self, roots: list[str], config: UploadConfig,
+                 options: WatchOptions | None = None, log: EventLog | None = None,
+                 upload: Callable[..., Summary] = upload_journal):
+        self.roots = [os.path.abspath(r) for r in roots]
+        for root in self.roots:
+            if not os.path.isdir(root):
+                raise UploadError(f"{root}: not a directory", "give the directories the "
+                                  "recorder writes journals into")
+        self.config = config
+        self.options = options or WatchOptions()
+        self.log = log or EventLog()
+        self._upload = upload
+        self._stop = threading.Event()
+        self.gate = ServerGate(self.options.replay.policy.with_stop_event(self._stop), config.url)
+        self.entries: dict[str, JournalEntry] = {}
+        self._running: dict[str, Future] = {}
+        self._upload_stops: set[threading.Event] = set()
+        self._lock = threading.Lock()
+        self._fatal: str | None = None
+        self.events = JournalEvents(self.roots, self.options.pattern,
+                                    self.options.poll_interval)
+        self._keepalive = _KeepAlive(self) if self.options.keepalive else None
+
+    # --- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Graceful stop: no new uploads; in-flight ones finish their requests and return."""
+        self._stop.set()
+        with self._lock:
+            for event in self._upload_stops:
+                event.set()
+        self.events.notify("")  # wake the loop
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> int:
+        """Serve until :meth:`stop`; returns 0, or 1 after a fatal error (a refused key)."""
+        self.log("start", f"watching {', '.join(self.roots)} ({self.events.mode} events"
+                 + (f", every {self.events.poll_interval:g}s" if self.events.mode == "poll"
+                    else "") + f") -> {self.config.url}",
+                 roots=self.roots, mode=self.events.mode, server=self.config.url)
+        self.events.start()
+        if self._keepalive:
+            self._keepalive.start()
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallel),
+                                  thread_name_prefix="comet-upload.watch")
+        try:
+            self._scan()
+            last_scan = time.monotonic()
+            while not self._stop.is_set():
+                for path in self.events.wait(timeout=0.5):
+                    if path:
+                        self._changed(path)
+                if time.monotonic() - last_scan >= self.options.rescan_interval_s:
+                    self._scan()
+                    last_scan = time.monotonic()
+                self._schedule(pool)
+        finally:
+            self._stop.set()
+            self.events.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            if self._keepalive:
+                self._keepalive.join()
+            self.log("stop", "stopped; progress is kept in each journal")
+        return 1 if self._fatal else 0
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        try:
+            paths = list(iter_matching(self.roots, self.options.pattern))
+        except OSError as exc:
+            self.log("error", f"cannot scan: {exc}", level="error")
+            return
+        for path in paths:
+            self._changed(path, from_scan=True)
+
+    def _changed(self, path: str, from_scan: bool = False) -> None:
+        """A journal appeared or may have changed: queue it if it holds new calls.
+
+        Growth is judged by the journal's last ``seq``, not by file times: readers (our own
+        included) touch the WAL and shared-memory files, and our uploads write progress into
+        the journal, none of which is new work.
+        """
+        with self._lock:
+            entry = self.entries.get(path)
+            if entry is None:
+                if not os.path.exists(path):
+                    return
+                try:
+                    broken = classify(path)
+                except NotAJournalError:
+                    return  # another program's file that matches the pattern
+                entry = self.entries[path] = JournalEntry(path, signature=_signature(path))
+                self.log("found", f"journal {path}", journal=path)
+                if broken is not None:
+                    self._set(entry, FAILED, str(broken), level="error", locked=True)
+                return
+            if entry.state in (UPLOADING, QUEUED):
+                return
+            if entry.state == FAILED:  # retried only when the file itself changed
+                if _signature(path) != entry.signature:
+                    entry.state, entry.next_try = QUEUED, 0.0
+                return
+        end = _journal_end(path)
+        with self._lock:
+            if end is not None and end > entry.seen_end and entry.state not in (UPLOADING,
+                                                                                 QUEUED):
+                entry.state, entry.next_try = QUEUED, 0.0
+            elif from_scan and entry.state == LIVE_STATE:
+                self._recheck_liveness(entry)
+
+    def _recheck_liveness(self, entry: JournalEntry) -> None:
+        try:
+            liveness = journal_liveness(entry.path, self.options.stale_after_s)
+        except sqlite3.Error:
+            return
+        if liveness.state == STALE:
+            self._set(entry, STALE_STATE, f"no growth for {liveness.idle_s:.0f}s and no live "
+                      "writer: its run died without ending (not marked finished)",
+                      level="warning", locked=True)
+
+    # --- scheduling -----------------------------------------------------------------------------
+
+    def _schedule(self, pool: ThreadPoolExecutor) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for path, future in list(self._running.items()):
+                if future.done():
+                    del self._running[path]
+            # Oldest-scheduled first: entries are re-queued at the back after each slice.
+            ready = [e for e in self.entries.values()
+                     if e.state == QUEUED and e.next_try <= now and e.path not in self._running]
+            ready.sort(key=lambda e: e.next_try)
+            for entry in ready:
+                if len(self._running) >= max(1, self.options.parallel) or self._stop.is_set():
+                    break
+                entry.state = UPLOADING
+                entry.signature = _signature(entry.path)
+                end = _journal_end(entry.path)
+                entry.seen_end = end if end is not None else entry.seen_end
+                self._running[entry.path] = pool.submit(self._upload_one, entry)
+
+    def _upload_one(self, entry: JournalEntry) -> None:
+        """One time slice of one journal. Never raises: every outcome becomes a state."""
+        try:
+            self._upload_slice(entry)
+        finally:
+            with self._lock:
+                if entry.state == UPLOADING:  # an outcome that set no state: look again
+                    entry.state, entry.next_try = QUEUED, time.monotonic() + ERROR_RETRY_S
+
+    def _upload_slice(self, entry: JournalEntry) -> None:
+        # Each upload gets its own stop event (the replayer sets it when it finishes);
+        # stop() sets every one of them.
+        upload_stop = threading.Event()
+        with self._lock:
+            self._upload_stops.add(upload_stop)
+            if self._stop.is_set():
+                upload_stop.set()
+        wanted = {"gate": self.gate, "stop": upload_stop,
+                  "time_slice_s": self.options.time_slice_s}
+        have = {f.name for f in dataclasses.fields(self.options.replay)}
+        replay = dataclasses.replace(self.options.replay,
+                                     **{k: v for k, v in wanted.items() if k in have})
+        try:
+            try:
+                summary = self._upload(entry.path, self.config, replay)
+            finally:
+                with self._lock:
+                    self._upload_stops.discard(upload_stop)
+        except LockedError as exc:
+            self._set(entry, BUSY, redact(exc.message), retry_in=BUSY_RETRY_S)
+            return
+        except JournalError as exc:
+            self._set(entry, FAILED, str(exc), level="error")
+            return
+        except AuthError as exc:
+            self._fatal = exc.message
+            self._set(entry, FAILED, redact(exc.message), level="error")
+            self.log("fatal", f"the server refused the API key: {redact(exc.message)}; "
+                     "stopping", level="error")
+            self.stop()
+            return
+        except UploadError as exc:
+            self._set(entry, QUEUED, redact(exc.message), retry_in=ERROR_RETRY_S,
+                      level="warning")
+            return
+        except Exception as exc:  # a bug or an odd journal must never take the daemon down
+            logger.debug("upload of %s failed", entry.path, exc_info=True)
+            self._set(entry, FAILED, f"{type(exc).__name__}: {redact(str(exc))}",
+                      level="error")
+            return
+        self._after_slice(entry, summary)
+
+    def _after_slice(self, entry: JournalEntry, summary: Summary) -> None:
+        entry.server_keys = tuple(e.server_key for e in summary.experiments if e.server_key)
+        entry.uploaded_calls += summary.uploaded
+        if summary.uploaded:
+            self.log("sent", f"{entry.path}: {summary.uploaded} calls uploaded",
+                     journal=entry.path, level="debug",
+                     calls=summary.uploaded, total_uploaded=entry.uploaded_calls)
+        if summary.rejected:
+            first = summary.rejected[0]
+            self._set(entry, FAILED, f"{len(summary.rejected)} calls rejected by the server "
+                      f"(first: call {first.get('seq')}: {first.get('message')}); send them "
+                      "again with comet-upload --retry-rejected", level="error")
+            return
+        if getattr(summary, "more_pending", False) and not self._stop.is_set():
+            self._set(entry, QUEUED, "more pending")  # to the back of the queue
+            entry.next_try = time.monotonic()
+            return
+        try:
+            liveness = journal_liveness(entry.path, self.options.stale_after_s)
+        except sqlite3.Error as exc:
+            self._set(entry, FAILED, f"cannot read: {exc}", level="error")
+            return
+        entry.live = liveness.state == LIVE  # keep-alives go to live runs, queued or not
+        end = _journal_end(entry.path)
+        if end is not None and end > entry.seen_end:
+            self._set(entry, QUEUED, "grew while uploading")
+        elif liveness.state == ENDED:
+            self._finished(entry)
+        elif liveness.state == LIVE:
+            self._set(entry, LIVE_STATE, f"live, idle {liveness.idle_s:.0f}s")
+        elif liveness.state == STALE:
+            self._set(entry, STALE_STATE, f"no growth for {liveness.idle_s:.0f}s and no live "
+                      "writer: its run died without ending (not marked finished)",
+                      level="warning")
+
+    def _finished(self, entry: JournalEntry) -> None:
+        from uploader.progress import Progress
+        progress = Progress(entry.path, self.config.identity, self.config.url,
+                            self.config.workspace, self.config.project)
+        try:
+            progress.mark_completed()
+        finally:
+            progress.close()
+        self._set(entry, UPLOADED, "run ended and everything is on the server")
+        action = self.options.after_upload
+        try:
+            if action == "delete":
+                _remove_journal(entry.path)
+                self.log("deleted", f"{entry.path}: deleted after upload", journal=entry.path)
+            elif action.startswith("move:"):
+                target = _move_journal(entry.path, action[len("move:"):])
+                self.log("moved", f"{entry.path}: moved to {target}", journal=entry.path,
+                         to=target)
+            else:
+                return
+        except OSError as exc:
+            self.log("error", f"{entry.path}: after-upload {action} failed: {exc}",
+                     journal=entry.path, level="error")
+            return
+        with self._lock:
+            self.entries.pop(entry.path, None)
+
+    def _set(self, entry: JournalEntry, state: str, detail: str, retry_in: float | None = None,
+             level: str = "info", locked: bool = False) -> None:
+        if not locked:
+            with self._lock:
+                return self._set(entry, state, detail, retry_in, level, locked=True)
+        entry.state = state
+        entry.detail = detail
+        if retry_in is not None:
+            entry.state = QUEUED
+            entry.next_try = time.monotonic() + retry_in
+        shown = state if retry_in is None else f"{state}, retry in {retry_in:g}s"
+        key = f"{shown}:{detail}" if state in (FAILED, STALE_STATE, BUSY) else shown
+        if key != entry.reported and detail != "more pending":
+            entry.reported = key
+            retry = "" if retry_in is None else f" (retry in {retry_in:g}s)"
+            shown_detail = detail if detail.startswith(entry.path) else f"{entry.path}: {detail}"
+            self.log(state, f"{shown_detail}{retry}", journal=entry.path,
+                     state=state, detail=detail, level=level)
+
+    def snapshot(self) -> list[JournalEntry]:
+        with self._lock:
+            return [dataclasses.replace(e) for e in self.entries.values()]
+
+
+class _KeepAlive(threading.Thread):
+    """Keeps the experiments of live journals marked alive on the server (``set-status``),
+    at the interval the server asks for (``isAliveBeatDurationMillis``)."""
+
+    def __init__(self, daemon: WatchDaemon):
+        super().__init__(name="comet-upload.keepalive", daemon=True)
+        self.owner = daemon
+        self.interval = DEFAULT_KEEPALIVE_S
+        policy = daemon.options.replay.policy
+        self.client = Client(daemon.config, policy, pool_size=1)
+        self.builder = RequestBuilder(Overrides(None, None, None), lambda: None)
+
+    def run(self) -> None:
+        stop = self.owner._stop
+        last_beat: dict[str, float] = {}  # a run that becomes live gets its first beat at once
+        while not stop.wait(0.5):
+            keys = {k for e in self.owner.snapshot()
+                    if e.live and e.state not in (UPLOADED, STALE_STATE, FAILED)
+                    for k in e.server_keys}
+            for key in sorted(keys):
+                if stop.is_set():
+                    break
+                if time.monotonic() - last_beat.get(key, float("-inf")) >= self.interval:
+                    last_beat[key] = time.monotonic()
+                    self._beat(key)
+        self.client.close()
+
+    def _beat(self, server_key: str) -> None:
+        try:
+            request = self.builder.build("experiment_keepalive", {}, server_key=server_key,
+                                         ts_ms=int(time.time() * 1000))
+            answer = self.client.send(request)
+        except (TransportError, UploadError, ValueError) as exc:
+            logger.debug("keep-alive for %s failed: %s", server_key, exc)
+            return
+        if answer.status == 200:
+            try:
+                millis = answer.json().get("isAliveBeatDurationMillis")
+                if isinstance(millis, (int, float)) and millis >= 1000:
+                    self.interval = min(millis / 1000, 600.0)
+            except (ValueError, AttributeError):
+                pass
+
+
+def _side_files(path: str) -> list[str]:
+    return [p for p in (path, path + "-wal", path + "-shm", path + ".upload.lock")
+            if os.path.exists(p)]
+
+
+def _journal_end(path: str) -> int | None:
+    """The journal's last seq (None when it cannot be read now)."""
+    try:
+        conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
+def _remove_journal(path: str) -> None:
+    for p in _side_files(path):
+        os.unlink(p)
+
+
+def _move_journal(path: str, directory: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, os.path.basename(path))
+    for p in _side_files(path):
+        shutil.move(p, os.path.join(directory, os.path.basename(p)))
+    return target
