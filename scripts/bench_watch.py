@@ -100,6 +100,14 @@ def main() -> None:
         daemon.wait(30)
     shutil.rmtree(tmp, ignore_errors=True)
     lags = sorted((applied[k] - ts) / 1000 for k, ts in expected.items() if k in applied)
+    per_journal: dict[str, list[float]] = {}
+    for k, ts in expected.items():
+        if k in applied:
+            per_journal.setdefault(k[0], []).append((applied[k] - ts) / 1000)
+    for key, values in sorted(per_journal.items()):
+        values.sort()
+        print(f"  experiment {key[:8]}: median {statistics.median(values):.2f} s, "
+              f"max {values[-1]:.2f} s, first points lag {values[0]:.2f} s")
     missing = len(expected) - len(lags)
     result = {"journals": args.journals, "points": len(expected), "missing": missing,
               "median_s": statistics.median(lags) if lags else None,

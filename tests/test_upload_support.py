@@ -78,96 +78,17 @@ def server_keys(path) -> dict[int, str]:
         conn.close()
 
 
-def _canon(value):
-    return json.dumps(value, sort_keys=True)
-
-
-def _metric_item(key, p, ts):
-    return (key, "metric", p["metricName"], _canon(p["metricValue"]), p.get("step"),
-            p.get("epoch"), p.get("context"), p.get("timestamp", ts))
-
-
-def _param_item(key, p, ts):
-    return (key, "param", p["parameterName"], _canon(p["parameterValue"]), p.get("step"),
-            p.get("timestamp", ts))
-
-
-def _line_item(key, line):
-    return (key, "output", line["output"], bool(line.get("stderr")), line.get("offset"),
-            line.get("localTimestamp"))
-
-
-_IGNORED = {"experimentKey", "apiKey"}
-
-
 def journal_items(path) -> Counter:
     """What the server must hold after the upload: one item per metric point, parameter
-    value, output line and other call, keyed by the server key of its experiment."""
-    keys = server_keys(path)
-    conn = sqlite3.connect(path)
-    items: Counter = Counter()
-    try:
-        for seq, endpoint, exp_id, ts, text in conn.execute(
-                "SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls ORDER BY seq"):
-            p = json.loads(text)
-            key = keys.get(exp_id)
-            if endpoint == "experiment_create":
-                items[(key, "create")] += 1
-                if p.get("experimentName"):
-                    items[(key, "name", p["experimentName"])] += 1
-            elif endpoint == "log_metric":
-                items[_metric_item(key, p, ts)] += 1
-            elif endpoint == "log_parameter":
-                items[_param_item(key, p, ts)] += 1
-            elif endpoint == "log_output":
-                for line in p["outputLines"]:
-                    items[_line_item(key, line)] += 1
-            elif endpoint in ("upload_asset", "upload_git_patch", "upload_text_sample"):
-                items[(key, endpoint, p.get("fileName"), p.get("step"),
-                       (p.get("file") or p.get("content"))["size"])] += 1
-            else:
-                from schema.blobs import is_blob_ref, read_blob
-                fields = {k: (read_blob(conn, v["$blob"]).decode() if is_blob_ref(v) else v)
-                          for k, v in p.items()}
-                items[(key, endpoint, _canon({k: v for k, v in fields.items()
-                                              if not isinstance(v, dict)}))] += 1
-    finally:
-        conn.close()
-    return items
+    value, output line and other call, keyed by the server key of its experiment (the same
+    reduction as ``emulator.compare``, counted strictly: every call exactly once)."""
+    from emulator.compare import journal_item_list
+    return Counter(journal_item_list(str(path)))
 
 
 def applied_items(state: dict) -> Counter:
-    items: Counter = Counter()
-    for a in state["applied"]:
-        ep, key, f = a["endpoint"], a["experimentKey"], dict(a["fields"])
-        if ep in ("experiment_create", "clientlib_add_run"):
-            items[(key, "create")] += 1
-            if f.get("experimentName"):
-                items[(key, "name", f["experimentName"])] += 1
-        elif ep == "log_other" and f.get("key") == "Name":
-            items[(key, "name", f["value"])] += 1
-        elif ep == "log_metric":
-            items[_metric_item(key, f, None)] += 1
-        elif ep == "batch_metrics":
-            for v in f["values"]:
-                items[_metric_item(key, v, None)] += 1
-        elif ep == "log_parameter":
-            items[_param_item(key, f, None)] += 1
-        elif ep == "batch_parameters":
-            for v in f["values"]:
-                items[_param_item(key, v, None)] += 1
-        elif ep in ("log_output", "batch_output"):
-            for line in f["outputLines"]:
-                items[_line_item(key, line)] += 1
-        elif ep in ("upload_asset", "upload_git_patch", "upload_text_sample"):
-            size = f["file"]["size"] if "file" in f else len(f["content"].encode())
-            items[(key, ep, f.get("fileName"), f.get("step"), size)] += 1
-        else:
-            rest = {k: v for k, v in f.items() if k not in _IGNORED and not isinstance(v, dict)}
-            if ep in ("log_other", "log_html"):
-                rest.pop("timestamp", None)
-            items[(key, ep, _canon(rest))] += 1
-    return items
+    from emulator.compare import applied_item_list
+    return Counter(applied_item_list(state))
 
 
 def journal_items_for_compare(path) -> Counter:

@@ -263,3 +263,68 @@ def test_usage_errors(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr
     out = run_cli("watch", "--api-key", KEY, "--after-upload", "shred", str(tmp_path))
     assert out.returncode == 2 and "keep, delete or move:DIR" in out.stderr
+
+
+def test_every_kind_of_bad_file_is_reported_and_skipped_unchanged(emulator, tmp_path):
+    import hashlib
+    import shutil
+    from bad_journals import BAD_JOURNALS, good_journal
+    source = good_journal(tmp_path / "source.db")
+    watched = tmp_path / "runs"
+    watched.mkdir()
+    digests = {}
+    for bad in BAD_JOURNALS:
+        path = str(watched / f"{bad.name}.db")
+        bad.make(path, source)
+        digests[path] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    good = str(watched / "good.db")
+    shutil.copy(source, good)
+    daemon = start_daemon(emulator, watched, json_log=True)
+    try:
+        assert wait_until(lambda: server_matches(emulator, [good]), timeout=40)
+        time.sleep(1.0)
+        assert daemon.poll() is None  # still serving
+    finally:
+        code, _took, _out, err = stop_daemon(daemon)
+    assert code == 0
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    reported = {e.get("journal") for e in events if e["event"] in ("failed", "ignored")}
+    for path, digest in digests.items():
+        assert path in reported, f"{path} was not reported"
+        assert hashlib.sha256(open(path, "rb").read()).hexdigest() == digest, path
+    assert {e.get("journal") for e in events if e["event"] == "failed"} >= {
+        str(watched / f"{b.name}.db") for b in BAD_JOURNALS if b.seq}
+
+
+def test_a_locked_journal_is_retried_not_failed(emulator, tmp_path):
+    from bad_journals import hold_locked
+    path = make_journal(tmp_path / "locked.db", points=20)
+    with hold_locked(path, 3.0):
+        daemon = start_daemon(emulator, tmp_path)
+        try:
+            time.sleep(1.0)
+        finally:
+            pass
+    try:
+        assert wait_until(lambda: server_matches(emulator, [path]), timeout=30)
+    finally:
+        code, _took, _out, err = stop_daemon(daemon)
+    assert code == 0 and "failed" not in err
+
+
+def test_one_huge_journal_does_not_starve_the_rest(emulator, tmp_path):
+    huge = make_journal(tmp_path / "huge.db", points=2500)
+    emulator.set_faults({"rules": [{"kind": "latency", "ms": 3}]})  # ~ several seconds' work
+    daemon = start_daemon(emulator, tmp_path, "--parallel", "1", "--time-slice", "0.5")
+    try:
+        assert wait_until(lambda: metric_points(emulator) > 100, timeout=20)
+        small = make_journal(tmp_path / "small.db", points=10)
+        assert wait_until(lambda: not (journal_items(small) - applied_items(
+            journaled_state(emulator))), timeout=20)
+        assert journal_items(huge) - applied_items(journaled_state(emulator)), \
+            "the huge journal finished first: the test proves nothing"
+        emulator.set_faults({"rules": []})
+        assert wait_until(lambda: server_matches(emulator, [huge, small]), timeout=60)
+    finally:
+        code, _took, _out, err = stop_daemon(daemon)
+    assert code == 0, err

@@ -35,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Final
 
-from schema.errors import JournalError, NotAJournalError
+from schema.errors import JournalError, JournalLockedError, NotAJournalError
 from uploader.client import Client, TransportError
 from uploader.config import UploadConfig
 from uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
@@ -89,6 +89,7 @@ class JournalEntry:
     server_keys: tuple[str, ...] = ()
     uploaded_calls: int = 0
     live: bool = False  # its run was live at the end of the last upload
+    last_started: float = 0.0  # monotonic time its last upload turn started (fairness)
     reported: str = ""  # the last state logged, so each change is logged once
 
 
@@ -123,6 +124,7 @@ class WatchDaemon:
         self.entries: dict[str, JournalEntry] = {}
         self._running: dict[str, Future] = {}
         self._upload_stops: set[threading.Event] = set()
+        self._ignored: set[str] = set()  # files matching the pattern that are no journals
         self._lock = threading.Lock()
         self._fatal: str | None = None
         self.events = JournalEvents(self.roots, self.options.pattern,
@@ -199,8 +201,11 @@ class WatchDaemon:
                     return
                 try:
                     broken = classify(path)
-                except NotAJournalError:
-                    return  # another program's file that matches the pattern
+                except NotAJournalError as exc:
+                    if path not in self._ignored:  # another program's file: say so once
+                        self._ignored.add(path)
+                        self.log("ignored", f"{exc}; not uploaded", journal=path)
+                    return
                 entry = self.entries[path] = JournalEntry(path, signature=_signature(path))
                 self.log("found", f"journal {path}", journal=path)
                 if broken is not None:
@@ -238,14 +243,16 @@ class WatchDaemon:
             for path, future in list(self._running.items()):
                 if future.done():
                     del self._running[path]
-            # Oldest-scheduled first: entries are re-queued at the back after each slice.
+            # Fairness: the journal whose last turn started longest ago goes first, so a
+            # journal that keeps growing cannot keep its place in the pool.
             ready = [e for e in self.entries.values()
                      if e.state == QUEUED and e.next_try <= now and e.path not in self._running]
-            ready.sort(key=lambda e: e.next_try)
+            ready.sort(key=lambda e: e.last_started)
             for entry in ready:
                 if len(self._running) >= max(1, self.options.parallel) or self._stop.is_set():
                     break
                 entry.state = UPLOADING
+                entry.last_started = now
                 entry.signature = _signature(entry.path)
                 end = _journal_end(entry.path)
                 entry.seen_end = end if end is not None else entry.seen_end
@@ -281,6 +288,9 @@ class WatchDaemon:
                     self._upload_stops.discard(upload_stop)
         except LockedError as exc:
             self._set(entry, BUSY, redact(exc.message), retry_in=BUSY_RETRY_S)
+            return
+        except JournalLockedError as exc:  # another program holds the file: not damage
+            self._set(entry, BUSY, str(exc), retry_in=BUSY_RETRY_S)
             return
         except JournalError as exc:
             self._set(entry, FAILED, str(exc), level="error")
