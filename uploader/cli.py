@@ -61,6 +61,8 @@ def main() -> None:
       comet-upload run.db                    upload (same as: comet-upload upload run.db)
       comet-upload --dry-run run.db          what would be sent, sending nothing
       comet-upload status run.db             what is pending
+      comet-upload status runs/              every journal under runs/, in one word each
+      comet-upload watch runs/               upload journals as they appear and grow
       comet-upload inspect run.db            what a journal holds
     """
 
