@@ -28,7 +28,7 @@ def main(journal: str) -> int:
         env = dict(os.environ, COMET_API_KEY=API_KEY)
         print(f"\n== 3. upload it: comet-upload --url {emu.url} {journal}")
         first = subprocess.run([comet_upload, "--url", emu.url, journal], env=env)
-        print(f"\n== 4. upload it again (resumable, exactly once: nothing is re-sent)")
+        print("\n== 4. upload it again (resumable, exactly once: nothing is re-sent)")
         second = subprocess.run([comet_upload, "--url", emu.url, journal], env=env)
         state = emu.state()
     print("\n== 5. what the server holds (the emulator's state)")

@@ -20,7 +20,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from recorder import Experiment  # noqa: E402
-from recorder import monitor  # noqa: E402
 
 
 def load(seconds: float) -> None:

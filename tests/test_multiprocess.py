@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-import textwrap
 
 from journal_helpers import integrity_ok, rows
 from recorder import Experiment

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from schema.catalogue import ENDPOINTS, endpoint_named
+from schema.catalogue import endpoint_named
 from uploader.calls import Call
 from uploader.requests_builder import BuiltRequest, encode_json
 

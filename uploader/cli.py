@@ -79,6 +79,33 @@ def _server_options(f):
     return f
 
 
+def _retry_options(f):
+    """--backoff-base, --backoff-cap and --timeout (shared by upload and watch)."""
+    f = click.option("--timeout", type=float, default=60.0, show_default=True,
+                     help="Seconds to wait for an answer before the outcome counts as "
+                     "unknown.")(f)
+    f = click.option("--backoff-cap", type=float, default=DEFAULT_CAP_S, show_default=True,
+                     help="Longest single backoff (seconds).")(f)
+    f = click.option("--backoff-base", type=float, default=DEFAULT_BASE_S, show_default=True,
+                     help="Retry backoff ceiling of the first retry (seconds; doubles each "
+                     "retry).")(f)
+    return f
+
+
+def _pending_reports(journals, cfg) -> tuple[list, int]:
+    """``pending_report`` for each journal: (reports or error dicts, exit code)."""
+    from uploader.status import pending_report
+    reports, code = [], EXIT_OK
+    for path in journals:
+        try:
+            reports.append(pending_report(path, cfg.identity, cfg.url))
+        except JournalError as exc:
+            _error(str(exc), exc.hint)
+            reports.append({"journal": path, "error": str(exc)})
+            code = EXIT_ERROR
+    return reports, code
+
+
 def _deadline(value: str) -> float | None:
     if value.strip().lower() in ("forever", "never", "none", "inf"):
         return None
@@ -134,12 +161,7 @@ def _error(message: str, hint: str = "") -> None:
 @click.option("--deadline", default=str(int(DEFAULT_DEADLINE_S)), show_default=True,
               help="Give up when the server has not answered successfully for this many "
                    "seconds ('forever' to keep trying). Progress is kept.")
-@click.option("--backoff-base", type=float, default=DEFAULT_BASE_S, show_default=True,
-              help="Retry backoff ceiling of the first retry (seconds; doubles each retry).")
-@click.option("--backoff-cap", type=float, default=DEFAULT_CAP_S, show_default=True,
-              help="Longest single backoff (seconds).")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for an answer before the outcome counts as unknown.")
+@_retry_options
 @click.option("--retry-rejected", is_flag=True, help="Send calls the server rejected before "
               "once more.")
 @click.option("--wait", is_flag=True, help="If another comet-upload is uploading this journal "
@@ -300,30 +322,21 @@ def _target(url, workspace, project_name):
 
 
 def _dry_run(journals, url, workspace, project_name, as_json) -> int:
-    from uploader.status import pending_report
     try:
         cfg = _target(url, workspace, project_name)
     except ConfigError as exc:
         _error(exc.message, exc.hint)
         return EXIT_ERROR
-    reports, code = [], EXIT_OK
-    for path in journals:
-        try:
-            report = pending_report(path, cfg.identity, cfg.url)
-        except JournalError as exc:
-            _error(str(exc), exc.hint)
-            reports.append({"journal": path, "error": str(exc)})
-            code = EXIT_ERROR
-            continue
-        reports.append(report.as_dict())
-        if not as_json:
+    reports, code = _pending_reports(journals, cfg)
+    for report in reports:
+        if not as_json and not isinstance(report, dict):
             click.echo(f"dry run: would upload {report.pending} calls "
-                       f"({human_bytes(report.pending_bytes)}) of {path} to {report.server}"
-                       " (nothing sent)")
+                       f"({human_bytes(report.pending_bytes)}) of {report.journal} to "
+                       f"{report.server} (nothing sent)")
             _print_pending(report)
     if as_json:
-        click.echo(json.dumps({"dry_run": True, "exit_code": code, "journals": reports},
-                              sort_keys=True))
+        click.echo(json.dumps({"dry_run": True, "exit_code": code, "journals": [
+            r if isinstance(r, dict) else r.as_dict() for r in reports]}, sort_keys=True))
     return code
 
 
@@ -357,7 +370,6 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
       comet-upload status --url http://127.0.0.1:8080 run.db
       comet-upload status --json /scratch/journals
     """
-    from uploader.status import pending_report
     try:
         cfg = _target(url, workspace, project_name)
     except ConfigError as exc:
@@ -366,17 +378,9 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
     if any(os.path.isdir(p) for p in journals):  # a directory: one line per journal in it
         from uploader.cli_watch import directory_status_command
         sys.exit(directory_status_command(list(journals), cfg, as_json))
-    reports, code = [], EXIT_OK
-    for path in journals:
-        try:
-            report = pending_report(path, cfg.identity, cfg.url)
-        except JournalError as exc:
-            _error(str(exc), exc.hint)
-            reports.append({"journal": path, "error": str(exc)})
-            code = EXIT_ERROR
-            continue
-        reports.append(report.as_dict())
-        if as_json:
+    reports, code = _pending_reports(journals, cfg)
+    for report in reports:
+        if as_json or isinstance(report, dict):
             continue
         click.echo(f"journal:   {report.journal}")
         click.echo(f"server:    {report.server}")
@@ -396,7 +400,8 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
         for other in report.other_targets:
             click.echo(f"also uploaded to: {other}")
     if as_json:
-        click.echo(json.dumps({"exit_code": code, "journals": reports}, sort_keys=True))
+        click.echo(json.dumps({"exit_code": code, "journals": [
+            r if isinstance(r, dict) else r.as_dict() for r in reports]}, sort_keys=True))
     sys.exit(code)
 
 

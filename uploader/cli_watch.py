@@ -9,13 +9,14 @@ import sys
 
 import click
 
-from uploader.cli import (EXIT_ERROR, _deadline, _error, _server_options, _setup_logging, main)
+from uploader.cli import (EXIT_ERROR, _deadline, _error, _retry_options, _server_options,
+                          _setup_logging, main)
 from uploader.config import resolve
 from uploader.errors import ConfigError, UploadError
 from uploader.events import EventLog
 from uploader.liveness import DEFAULT_STALE_AFTER_S
 from uploader.replay import Options
-from uploader.retry import DEFAULT_BASE_S, DEFAULT_CAP_S, RetryPolicy
+from uploader.retry import RetryPolicy
 from uploader.watch import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
                             WatchDaemon, WatchOptions)
 
@@ -56,12 +57,7 @@ def _after_upload(value: str) -> str:
 @click.option("--no-keepalive", is_flag=True, help="Do not keep live runs marked alive.")
 @click.option("--deadline", default="forever", show_default=True,
               help="Give up on the server after this many seconds without a successful answer.")
-@click.option("--backoff-base", type=float, default=DEFAULT_BASE_S, show_default=True,
-              help="Retry backoff ceiling of the first retry (seconds; doubles each retry).")
-@click.option("--backoff-cap", type=float, default=DEFAULT_CAP_S, show_default=True,
-              help="Longest single backoff (seconds).")
-@click.option("--timeout", type=float, default=60.0, show_default=True,
-              help="Seconds to wait for an answer before the outcome counts as unknown.")
+@_retry_options
 @click.option("--json-log", is_flag=True, help="One JSON object per event on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")

@@ -51,7 +51,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from schema.catalogue import ENDPOINTS
 from schema.journal import sqlite_connect
 from uploader.calls import BARRIER, CREATE, GLOBAL, Call, JournalReader, journal_end
 from uploader.batches import BATCH_ENDPOINT
