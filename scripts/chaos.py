@@ -166,7 +166,7 @@ def _max_step(journal: str) -> int:
 
 def faults(minutes: float, seed: int) -> dict:
     run_s = minutes * 60
-    outage = min(60.0, max(5.0, run_s / 6))
+    outage = min(60.0, max(5.0, run_s / 3))  # a minute in runs of 3 minutes or more
     return {"seed": seed, "rules": [
         {"kind": "status", "status": 503, "rate": 0.04},
         {"kind": "status", "status": 500, "rate": 0.02},
