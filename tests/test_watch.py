@@ -208,7 +208,7 @@ def test_stale_run_is_reported_not_finished_and_live_run_kept_alive(emulator, tm
 
 
 def test_live_run_is_kept_alive_on_the_server(emulator, tmp_path):
-    writer = start_writer(tmp_path / "live.db", "live", seconds=6)
+    writer = start_writer(tmp_path / "live.db", "live", seconds=3)
     assert writer.stdout.readline().strip() == "started"
     daemon = start_daemon(emulator, tmp_path)
     try:
@@ -313,7 +313,7 @@ def test_a_locked_journal_is_retried_not_failed(emulator, tmp_path):
 
 
 def test_one_huge_journal_does_not_starve_the_rest(emulator, tmp_path):
-    huge = make_journal(tmp_path / "huge.db", points=2500)
+    huge = make_journal(tmp_path / "huge.db", points=1500)
     emulator.set_faults({"rules": [{"kind": "latency", "ms": 3}]})  # ~ several seconds' work
     daemon = start_daemon(emulator, tmp_path, "--parallel", "1", "--time-slice", "0.5")
     try:
