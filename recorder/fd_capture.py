@@ -20,6 +20,7 @@ for one gets Python-level capture.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import logging
 import os
@@ -27,6 +28,7 @@ import selectors
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Final
 
 from recorder.output_capture import _Capture, _LineSplitter
@@ -36,6 +38,9 @@ logger = logging.getLogger("recorder")
 READ_CHUNK_BYTES: Final = 65_536
 DRAIN_QUIET_S: Final = 0.05  # stop() waits for the pipes to stay empty this long ...
 DRAIN_MAX_S: Final = 2.0  # ... but no longer than this
+EXIT_DRAIN_S: Final = 1.0  # at exit, forwarding for children that outlived the capture
+
+_CAPTURES: "weakref.WeakSet[FdCapture]" = weakref.WeakSet()
 
 _fd_capture_active: "FdCapture | None" = None
 
@@ -103,6 +108,7 @@ class FdCapture(_Capture):
             self._close_all_fds()
             raise
         _fd_capture_active = self
+        _CAPTURES.add(self)
         return True
 
     def stop(self) -> None:
@@ -309,3 +315,16 @@ def _flush_all() -> None:
         ctypes.CDLL(None).fflush(None)
     except Exception:
         pass
+
+
+def _forward_outliving_children_at_exit() -> None:
+    """A child that outlived the capture may have written its last lines just before we exit:
+    give the forwarding thread (a daemon, killed at exit) a moment to pass them on."""
+    deadline = time.monotonic() + EXIT_DRAIN_S
+    for capture in list(_CAPTURES):
+        thread = capture._thread
+        if thread is not None and thread.is_alive() and capture._pid == os.getpid():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_forward_outliving_children_at_exit)

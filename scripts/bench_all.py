@@ -156,14 +156,9 @@ def record_official(tmp: str, names: list[str], steps: int) -> tuple[str, str, f
     directory = os.path.join(tmp, "offline")
     os.makedirs(directory, exist_ok=True)
     started = time.perf_counter()
-    # as in bench_recorder.py: nothing captured automatically, for a fair comparison
+    from bench_recorder import QUIET_OFFLINE_OPTIONS  # nothing captured automatically
     exp = OfflineExperiment(offline_directory=directory, project_name="bench", workspace="ws",
-                            log_code=False, log_graph=False, auto_output_logging=None,
-                            log_env_details=False, log_git_metadata=False,
-                            log_git_patch=False, log_env_gpu=False, log_env_host=False,
-                            log_env_cpu=False, log_env_network=False, log_env_disk=False,
-                            auto_param_logging=False, auto_metric_logging=False,
-                            display_summary_level=0)
+                            **QUIET_OFFLINE_OPTIONS)
     exp.set_name("side-by-side")
     _workload(exp, names, steps)
     exp.end()

@@ -36,6 +36,15 @@ import psutil  # noqa: E402
 from recorder import Experiment  # noqa: E402
 
 
+# OfflineExperiment with nothing captured automatically: the same work as the recorder with
+# COMET_JOURNAL_AUTO_LOG=0, for a fair comparison (bench_all.py uses it too).
+QUIET_OFFLINE_OPTIONS = dict(
+    log_code=False, log_graph=False, auto_output_logging=None, log_env_details=False,
+    log_git_metadata=False, log_git_patch=False, log_env_gpu=False, log_env_host=False,
+    log_env_cpu=False, log_env_network=False, log_env_disk=False, auto_param_logging=False,
+    auto_metric_logging=False, display_summary_level=0)
+
+
 def caller_side(tmp: str, burst: int, rounds: int) -> float:
     exp = Experiment(journal=os.path.join(tmp, "caller.db"), max_queue=burst + 1000)
     log = exp.log_metric
@@ -131,12 +140,7 @@ def official(tmp: str, calls: int, burst: int, paced_calls: int, pace: float) ->
     def make(directory: str):
         os.makedirs(directory, exist_ok=True)
         return OfflineExperiment(offline_directory=directory, project_name="bench",
-                                 log_code=False, log_graph=False, auto_output_logging=None,
-                                 log_env_details=False, log_git_metadata=False,
-                                 log_git_patch=False, log_env_gpu=False, log_env_host=False,
-                                 log_env_cpu=False, log_env_network=False, log_env_disk=False,
-                                 auto_param_logging=False, auto_metric_logging=False,
-                                 display_summary_level=0)
+                                 **QUIET_OFFLINE_OPTIONS)
 
     exp = make(os.path.join(tmp, "off-caller"))
     t0 = time.perf_counter()
