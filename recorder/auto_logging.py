@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Final, Iterable
 
 from recorder import environment, monitor, output_capture
 from recorder import validation as check
+from recorder.reporting import report_problem
 
 logger = logging.getLogger("recorder")
 
@@ -182,9 +182,4 @@ class AutoLogging:
         try:
             run()
         except Exception as exc:
-            message = f"{what} failed: {type(exc).__name__}: {exc}"
-            logger.error("comet-journal: %s", message)
-            try:
-                sys.stderr.write(f"comet-journal: {message}\n")
-            except Exception:
-                pass
+            report_problem(f"{what} failed: {type(exc).__name__}: {exc}")

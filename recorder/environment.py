@@ -39,6 +39,8 @@ import sys
 import threading
 from typing import Any, Final, Iterable
 
+from recorder.reporting import report_problem
+
 logger = logging.getLogger("recorder")
 
 GIT_TIMEOUT_S: Final = 5.0  # per git command
@@ -337,12 +339,7 @@ class EnvironmentCapture:
             run()
         except Exception as exc:
             self.failures[name] = f"{type(exc).__name__}: {exc}"
-            message = f"could not record the {name} ({type(exc).__name__}: {exc})"
-            logger.error("comet-journal: %s", message)
-            try:
-                sys.stderr.write(f"comet-journal: {message}\n")
-            except Exception:
-                pass
+            report_problem(f"could not record the {name} ({type(exc).__name__}: {exc})")
 
     def _journal(self, method: str, *args, **kwargs) -> None:
         if not self._abandoned and not self._exp.ended:

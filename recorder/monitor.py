@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
 from typing import Any, Callable, Final
 
 from recorder import gpu as gpu_module
+from recorder.reporting import report_problem
 
 logger = logging.getLogger("recorder")
 
@@ -164,7 +164,7 @@ class SystemMonitor:
                         self._next_keep_alive = now + self.keep_alive_interval
                 self.cpu_time_s += time.thread_time() - started
         except Exception as exc:  # a bug here must not go unnoticed, nor reach the host
-            _report(f"the system monitor stopped: {type(exc).__name__}: {exc}")
+            report_problem(f"the system monitor stopped: {type(exc).__name__}: {exc}")
         finally:
             if self._gpu is not None and self._pid == os.getpid():
                 self._gpu.close()
@@ -222,7 +222,7 @@ class SystemMonitor:
             logger.debug("comet-journal: %s sampling failed", probe.name, exc_info=True)
             if probe.failures >= MAX_FAILURES:
                 probe.disabled = True
-                _report(f"{probe.name} sampling failed {probe.failures} times in a row "
+                report_problem(f"{probe.name} sampling failed {probe.failures} times in a row "
                         f"({type(exc).__name__}: {exc}); it is disabled for this run")
         else:
             probe.failures = 0
@@ -380,13 +380,6 @@ class _Gone(Exception):
     """The experiment ended or was garbage-collected: the monitor stops."""
 
 
-def _report(message: str) -> None:
-    """Report a background problem once: logging and stderr (never raises)."""
-    logger.error("comet-journal: %s", message)
-    try:
-        sys.stderr.write(f"comet-journal: {message}\n")
-    except Exception:
-        pass
 
 
 def _after_fork_in_child() -> None:

@@ -26,13 +26,13 @@ import logging
 import math
 import os
 import sqlite3
-import sys
 import threading
 import time
 import weakref
 from collections import deque
 from typing import Any, Callable, Final
 
+from recorder.reporting import report_problem
 from schema import blobs as blob_store
 from schema import tables
 from schema.journal import Journal, sqlite_connect
@@ -364,11 +364,7 @@ class JournalWriter:
         if kind in self._reported:
             return
         self._reported.add(kind)
-        logger.error("comet-journal: %s", message)
-        try:
-            sys.stderr.write(f"comet-journal: {message}\n")
-        except Exception:
-            pass
+        report_problem(message)
 
 
 class _JournalGone(RuntimeError):

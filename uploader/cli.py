@@ -92,6 +92,16 @@ def _retry_options(f):
     return f
 
 
+def _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle):
+    """The upload configuration, or ``Error: ...`` and exit 1 (never showing the key)."""
+    try:
+        return resolve(api_key=api_key, url=url, workspace=workspace, project=project_name,
+                       ca_bundle=ca_bundle)
+    except ConfigError as exc:
+        _error(exc.message, exc.hint)
+        sys.exit(EXIT_ERROR)
+
+
 def _pending_reports(journals, cfg) -> tuple[list, int]:
     """``pending_report`` for each journal: (reports or error dicts, exit code)."""
     from uploader.status import pending_report
@@ -198,12 +208,7 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     set_busy_timeout(busy_timeout)
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
-    try:
-        config = resolve(api_key=api_key, url=url, workspace=workspace, project=project_name,
-                         ca_bundle=ca_bundle)
-    except ConfigError as exc:
-        _error(exc.message, exc.hint)
-        sys.exit(EXIT_ERROR)
+    config = _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
     from uploader.replay import Options
     from uploader.upload import upload_journal
 

@@ -9,10 +9,9 @@ import sys
 
 import click
 
-from uploader.cli import (EXIT_ERROR, _deadline, _error, _retry_options, _server_options,
-                          _setup_logging, main)
-from uploader.config import resolve
-from uploader.errors import ConfigError, UploadError
+from uploader.cli import (EXIT_ERROR, _deadline, _error, _resolve_or_exit, _retry_options,
+                          _server_options, _setup_logging, main)
+from uploader.errors import UploadError
 from uploader.events import EventLog
 from uploader.liveness import DEFAULT_STALE_AFTER_S
 from uploader.replay import Options
@@ -83,12 +82,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
       comet-upload watch --json-log runs/ 2>>watch.log
     """
     _setup_logging(verbose, quiet)
-    try:
-        config = resolve(api_key=api_key, url=url, workspace=workspace, project=project_name,
-                         ca_bundle=ca_bundle)
-    except ConfigError as exc:
-        _error(exc.message, exc.hint)
-        sys.exit(EXIT_ERROR)
+    config = _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
     policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=_deadline(deadline),
                          read_timeout_s=timeout)
     options = WatchOptions(
