@@ -6,12 +6,12 @@ official SDK's own clientlib/batch routes, enough REST v2 reads to read everythi
 
 Example::
 
-    from emulator import Emulator
+    from comet_journal.emulator import Emulator
     with Emulator(api_key="k") as emu:
         print(emu.url)
 """
 
-from emulator.errors import ApiError, FaultSpecError
-from emulator.server import Emulator
+from comet_journal.emulator.errors import ApiError, FaultSpecError
+from comet_journal.emulator.server import Emulator
 
 __all__ = ["ApiError", "Emulator", "FaultSpecError"]

@@ -1,9 +1,9 @@
 """The request pipeline, independent of sockets: route, faults, authentication, handler.
 
-For each request: resolve its route (:mod:`emulator.routes`); unless it is a ``/emulator/``
-control request, let the fault plan delay it or fail it (:mod:`emulator.faults`); check the
+For each request: resolve its route (:mod:`comet_journal.emulator.routes`); unless it is a ``/emulator/``
+control request, let the fault plan delay it or fail it (:mod:`comet_journal.emulator.faults`); check the
 ``Authorization`` header; serve it (a write, a read or a probe); count it. The HTTP layer
-(:mod:`emulator.server`) turns the returned :class:`~emulator.wire.Response` into bytes, or
+(:mod:`comet_journal.emulator.server`) turns the returned :class:`~comet_journal.emulator.wire.Response` into bytes, or
 into a dropped connection, a trickled body or an outage.
 """
 
@@ -17,24 +17,24 @@ import time
 from collections import Counter, deque
 from typing import Any, Callable, Final
 
-from emulator import views
-from emulator.clientlib import OPEN_PROBES, probe_response
-from emulator.errors import INVALID_API_KEY, ApiError, FaultSpecError, bad_request, not_found
-from emulator.faults import AFTER_KINDS, BEFORE_KINDS, KINDS, FaultPlan, Rule
-from emulator.reads import ReadContext, handle_read
-from emulator.routes import CONTROL, PROBE, READ, WRITE, Route, Router
-from emulator.store import Store
-from emulator.wire import Request, Response, error_response, json_response
-from emulator.writes import IDEMPOTENCY_REPLAYS, handle_write
+from comet_journal.emulator import views
+from comet_journal.emulator.clientlib import OPEN_PROBES, probe_response
+from comet_journal.emulator.errors import INVALID_API_KEY, ApiError, FaultSpecError, bad_request, not_found
+from comet_journal.emulator.faults import AFTER_KINDS, BEFORE_KINDS, KINDS, FaultPlan, Rule
+from comet_journal.emulator.reads import ReadContext, handle_read
+from comet_journal.emulator.routes import CONTROL, PROBE, READ, WRITE, Route, Router
+from comet_journal.emulator.store import Store
+from comet_journal.emulator.wire import Request, Response, error_response, json_response
+from comet_journal.emulator.writes import IDEMPOTENCY_REPLAYS, handle_write
 
-logger = logging.getLogger("emulator")
+logger = logging.getLogger(__name__)
 
 DEFAULT_WORKSPACE: Final = "emulator"  # for clients that name no workspace
 REJECTIONS_KEPT: Final = 100
 
 
 class Application:
-    """Serve parsed requests against a :class:`~emulator.store.Store`.
+    """Serve parsed requests against a :class:`~comet_journal.emulator.store.Store`.
 
     :param on_outage: called with a duration when a fault asks for an outage.
     :param on_plan: called with each fault plan installed (the server schedules its

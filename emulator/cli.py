@@ -14,10 +14,10 @@ import threading
 
 import click
 
-from emulator.errors import FaultSpecError
-from emulator.faults import load_spec
-from emulator.server import Emulator
-from emulator.store import StateFileError
+from comet_journal.emulator.errors import FaultSpecError
+from comet_journal.emulator.faults import load_spec
+from comet_journal.emulator.server import Emulator
+from comet_journal.emulator.store import StateFileError
 
 
 def _faults(spec_text: str | None, latency_ms: float | None, jitter_ms: float) -> dict | None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from emulator import errors
-from emulator.errors import ApiError, bad_request, unknown_experiment
-from emulator.store import ENDED, new_id, now_ms
-from emulator.views import OUTPUT_ENDPOINTS, output_lines
-from emulator.writes import WriteContext, applier, project_for, store_upload
+from comet_journal.emulator import errors
+from comet_journal.emulator.errors import ApiError, bad_request, unknown_experiment
+from comet_journal.emulator.store import ENDED, new_id, now_ms
+from comet_journal.emulator.views import OUTPUT_ENDPOINTS, output_lines
+from comet_journal.emulator.writes import WriteContext, applier, project_for, store_upload
 
 # Reported by isAlive/ver. High enough for every REST v2 feature the SDK's API reads use
 # (get-all metrics needs 3.20.60), low enough that the SDK skips routes the emulator does not

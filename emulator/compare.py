@@ -20,8 +20,8 @@ import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from schema.blobs import is_blob_ref, read_blob
-from schema.catalogue import ENDPOINTS
+from comet_journal.schema.blobs import is_blob_ref, read_blob
+from comet_journal.schema.catalogue import ENDPOINTS
 
 # What a journal call or an applied request becomes (endpoint -> kind of item).
 POSITIONED_KINDS = frozenset({"metric", "output", "cpu_metrics", "ram_metrics", "load_metrics",

@@ -54,7 +54,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Final, Iterable
 
-from emulator.errors import FaultSpecError
+from comet_journal.emulator.errors import FaultSpecError
 
 KINDS: Final = ("status", "throttle", "drop_before", "drop_after", "latency", "slow_body",
                 "outage")

@@ -14,10 +14,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
-from emulator import views
-from emulator.errors import EXPERIMENT_NOT_FOUND, bad_request, not_found
-from emulator.store import Store
-from emulator.wire import BINARY_TYPE, Response
+from comet_journal.emulator import views
+from comet_journal.emulator.errors import EXPERIMENT_NOT_FOUND, bad_request, not_found
+from comet_journal.emulator.store import Store
+from comet_journal.emulator.wire import BINARY_TYPE, Response
 
 READ_PREFIX: Final = "read:"  # read routes are named "read:<path after /api/rest/v2/>"
 

@@ -6,7 +6,7 @@ A request is one of:
   official SDK's own routes); its route name is the endpoint's name. The SDK's "alternate" base ``/clientlib/rest/v2/...`` reaches the REST
   endpoint of the same path unless the catalogue has an entry for that exact path;
 - ``probe``: a catalogue endpoint of entity ``server`` (``isAlive/ver``, ``health/ping``...);
-- ``read``: a REST v2 read endpoint (:mod:`emulator.reads`), named ``read:<path>``;
+- ``read``: a REST v2 read endpoint (:mod:`comet_journal.emulator.reads`), named ``read:<path>``;
 - ``control``: ``/emulator/...`` (state dump, faults);
 - ``not_found``.
 
@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from schema.catalogue import (BY_ROUTE, CLIENTLIB_REST_PREFIX, ENDPOINTS, REST_PREFIX,
+from comet_journal.schema.catalogue import (BY_ROUTE, CLIENTLIB_REST_PREFIX, ENDPOINTS, REST_PREFIX,
                               SDK_BY_ROUTE, SDK_ENDPOINTS, SERVER, Endpoint)
 
-from emulator.reads import READ_PREFIX, READERS
+from comet_journal.emulator.reads import READ_PREFIX, READERS
 
 WRITE: Final = "write"
 PROBE: Final = "probe"

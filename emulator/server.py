@@ -7,7 +7,7 @@ which caps one keep-alive client at a few dozen requests per second.
 
 Example::
 
-    from emulator.server import Emulator
+    from comet_journal.emulator.server import Emulator
 
     with Emulator(api_key="k", faults={"rules": [{"kind": "latency", "ms": 25}]}) as emu:
         requests.post(emu.url + "/api/rest/v2/write/experiment/create",
@@ -34,15 +34,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from emulator.app import Application
-from emulator.errors import BACKEND_CUSTOM_ERROR, ApiError
-from emulator.faults import FaultPlan
-from emulator.routes import Router
-from emulator.store import Store
-from emulator.wire import (Request, Response, encode_head, error_response, read_body,
+from comet_journal.emulator.app import Application
+from comet_journal.emulator.errors import BACKEND_CUSTOM_ERROR, ApiError
+from comet_journal.emulator.faults import FaultPlan
+from comet_journal.emulator.routes import Router
+from comet_journal.emulator.store import Store
+from comet_journal.emulator.wire import (Request, Response, encode_head, error_response, read_body,
                            split_target)
 
-logger = logging.getLogger("emulator")
+logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.01  # how quickly serve_forever notices a shutdown (stop, outage)
 SLOW_BODY_PIECES = 20  # a slow body arrives in this many pieces at most
@@ -172,7 +172,7 @@ class Emulator:
     :param api_key: the only key accepted in the ``Authorization`` header.
     :param port: 0 picks a free port (see :attr:`url` once started).
     :param faults: a fault spec (dict, list, JSON text or a file path; see
-        :mod:`emulator.faults`).
+        :mod:`comet_journal.emulator.faults`).
     :param store_asset_bytes: keep uploaded bytes (else only their sha256 and size).
     :param dedupe: answer a request whose ``Idempotency-Key`` was already applied with the
         stored response, without applying it again (as a careful real server would).

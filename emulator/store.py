@@ -3,7 +3,7 @@
 The **applied log** is the source of truth: every applied write request is one row of
 ``applied`` (its endpoint, experiment, ``Idempotency-Key``, all its fields as JSON, and the
 response it got), in apply order, duplicates kept. Metrics, parameters, output, tags and the
-rest are folded from that log when someone reads them (:mod:`emulator.views`), so a write is
+rest are folded from that log when someone reads them (:mod:`comet_journal.emulator.views`), so a write is
 a single INSERT however many values it carries. Only what the server must look up while it
 answers a request has tables of its own: experiments (key, project, lifecycle), projects,
 asset descriptors (and their bytes), and a few counters.

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from emulator.server import Emulator
+from comet_journal.emulator.server import Emulator
 
 API_KEY = "test-key"
 

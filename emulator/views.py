@@ -1,6 +1,6 @@
 """Readable views folded from the applied log: what an experiment and a project hold now.
 
-The read endpoints (:mod:`emulator.reads`) and the state dump (``GET /emulator/state``) both
+The read endpoints (:mod:`comet_journal.emulator.reads`) and the state dump (``GET /emulator/state``) both
 use these folds, so what a client reads back is exactly what the log says was applied. A
 documented endpoint and its SDK twin (``log_metric`` and ``batch_metrics``, ...) fold into the
 same series. Points without a timestamp get the time the emulator applied them, as Comet does.
@@ -14,7 +14,7 @@ import os
 import sqlite3
 from typing import Any, Final, Iterable
 
-from emulator.store import RUNNING, Store, now_ms
+from comet_journal.emulator.store import RUNNING, Store, now_ms
 
 METRIC_ENDPOINTS: Final = ("log_metric", "batch_metrics")
 # What the metric reads show: metrics, and system samples as their sys.* metrics.

@@ -19,9 +19,9 @@ from http import HTTPStatus
 from typing import Any, BinaryIO, Final, Mapping
 from urllib.parse import parse_qsl
 
-from schema.catalogue import BOOL, FILE, INT, JSON_OBJECT, NUMBER, Endpoint
+from comet_journal.schema.catalogue import BOOL, FILE, INT, JSON_OBJECT, NUMBER, Endpoint
 
-from emulator.errors import ApiError, bad_request
+from comet_journal.emulator.errors import ApiError, bad_request
 
 JSON_TYPE: Final = "application/json"  # exactly: the SDK rejects a charset suffix on GET
 BINARY_TYPE: Final = "application/octet-stream"
@@ -204,7 +204,7 @@ class Fields:
 
 
 def collect_fields(endpoint: Endpoint, request: Request) -> Fields:
-    """Merge query, body and parts into the values :func:`schema.catalogue.validate` checks."""
+    """Merge query, body and parts into the values :func:`comet_journal.schema.catalogue.validate` checks."""
     query = _typed(endpoint, request.query)
     files: dict[str, UploadedFile] = {}
     if request.content_type == "multipart/form-data":

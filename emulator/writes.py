@@ -2,18 +2,18 @@
 
 Every write goes through :func:`handle_write`:
 
-1. its fields (query, body, parts) are validated with :func:`schema.catalogue.validate`; a
+1. its fields (query, body, parts) are validated with :func:`comet_journal.schema.catalogue.validate`; a
    missing required field or a wrong type is a 400 and nothing is applied;
 2. an ``Idempotency-Key`` that an applied request already carried is counted as a replay;
    with ``dedupe`` on, the stored response is sent back and nothing is applied again;
 3. the experiment (or project) it names must exist: otherwise a 400;
 4. the endpoint's *applier* updates the lookup tables (experiments, projects, assets) and
    returns the response body; endpoints that only add data (metrics, output...) have none:
-   recording them in the applied log is all it takes (see :mod:`emulator.store`);
+   recording them in the applied log is all it takes (see :mod:`comet_journal.emulator.store`);
 5. the request is recorded in the applied log, in the same transaction.
 
 The appliers of the documented endpoints live here; those of the SDK's own routes in
-:mod:`emulator.clientlib`.
+:mod:`comet_journal.emulator.clientlib`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
-from schema.catalogue import EXPERIMENT, CatalogueError, Endpoint, validate
+from comet_journal.schema.catalogue import EXPERIMENT, CatalogueError, Endpoint, validate
 
-from emulator import errors
-from emulator.errors import ApiError, bad_request, unknown_experiment
-from emulator.store import STOPPED, Store, new_id, now_ms
-from emulator.wire import Request, Response, UploadedFile, collect_fields
+from comet_journal.emulator import errors
+from comet_journal.emulator.errors import ApiError, bad_request, unknown_experiment
+from comet_journal.emulator.store import STOPPED, Store, new_id, now_ms
+from comet_journal.emulator.wire import Request, Response, UploadedFile, collect_fields
 
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 IDEMPOTENCY_REPLAYS: Final = "idempotency_replays"

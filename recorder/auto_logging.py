@@ -1,6 +1,6 @@
 """What an ``Experiment`` records by itself: system samples and keep-alives
-(:mod:`recorder.monitor`), standard output and error (:mod:`recorder.output_capture`), and
-the environment (:mod:`recorder.environment`).
+(:mod:`comet_journal.recorder.monitor`), standard output and error (:mod:`comet_journal.recorder.output_capture`), and
+the environment (:mod:`comet_journal.recorder.environment`).
 
 :func:`check_options` validates the ``Experiment(...)`` options at the call site (a wrong
 option raises and journals nothing); :class:`AutoLogging` starts the parts at the end of
@@ -21,11 +21,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final, Iterable
 
-from recorder import environment, monitor, output_capture
-from recorder import validation as check
-from recorder.reporting import report_problem
+from comet_journal.recorder import environment, monitor, output_capture
+from comet_journal.recorder import validation as check
+from comet_journal.recorder.reporting import report_problem
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 KILL_SWITCH_ENV: Final = "COMET_JOURNAL_AUTO_LOG"
 ENVIRONMENT_WAIT_S: Final = 15.0  # end() waits this long, at most, for the environment

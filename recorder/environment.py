@@ -39,9 +39,9 @@ import sys
 import threading
 from typing import Any, Final, Iterable
 
-from recorder.reporting import report_problem
+from comet_journal.recorder.reporting import report_problem
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 GIT_TIMEOUT_S: Final = 5.0  # per git command
 GIT_PATCH_MAX_BYTES: Final = 20 * 1024 * 1024  # a bigger diff is skipped, with a warning
@@ -259,14 +259,14 @@ def git_patch(directory: str | None = None) -> bytes | None:
 # --- code ---------------------------------------------------------------------------------
 
 def caller_file(skip: int = 1) -> str | None:
-    """The source file of the first caller outside the ``recorder`` package."""
+    """The source file of the first caller outside the ``comet_journal`` package."""
     try:
         frame = sys._getframe(skip)
     except ValueError:
         return None
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module != "recorder" and not module.startswith("recorder."):
+        if module != "comet_journal" and not module.startswith("comet_journal."):
             path = frame.f_code.co_filename
             return path if path.endswith(".py") and os.path.isfile(path) else None
         frame = frame.f_back

@@ -6,7 +6,7 @@ happens in the background and never raises into the training loop.
 
 Example::
 
-    from recorder import Experiment
+    from comet_journal.recorder import Experiment
     with Experiment(journal="run.db", project_name="mnist", workspace="me") as exp:
         exp.log_parameter("lr", 0.01)
         for step in range(1000):
@@ -25,15 +25,15 @@ import uuid
 import weakref
 from typing import Any, Iterator
 
-from recorder import auto_logging, registry
-from recorder import validation as check
-from recorder.environment import SecretFilter, caller_file
-from recorder.files import FilesMixin
-from recorder.samples import SamplesMixin
-from recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
-from schema.catalogue import ENDPOINTS, validate
+from comet_journal.recorder import auto_logging, registry
+from comet_journal.recorder import validation as check
+from comet_journal.recorder.environment import SecretFilter, caller_file
+from comet_journal.recorder.files import FilesMixin
+from comet_journal.recorder.samples import SamplesMixin
+from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
+from comet_journal.schema.catalogue import ENDPOINTS, validate
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 _time = time.time
 
@@ -84,7 +84,7 @@ class Experiment(SamplesMixin, FilesMixin):
     :param max_journal_bytes: stop growing the journal past this size (calls are then
         counted as lost and reported).
 
-    Recorded automatically, as the official SDK does (see :mod:`recorder.auto_logging`;
+    Recorded automatically, as the official SDK does (see :mod:`comet_journal.recorder.auto_logging`;
     ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it off):
 
     :param auto_output_logging: ``"simple"`` (default: ``sys.stdout``/``sys.stderr``),

@@ -2,7 +2,7 @@
 
 File descriptors 1 and 2 are redirected (``os.dup`` / ``os.dup2``) into pipes read by a daemon
 thread ``recorder.output-capture``, which forwards every byte to the original descriptor,
-unchanged and in order, and journals the lines (see :mod:`recorder.output_capture` for what
+unchanged and in order, and journals the lines (see :mod:`comet_journal.recorder.output_capture` for what
 a journaled line is). Output of C extensions and of child processes goes through the same
 descriptors, so it is captured too; a forked child's output is forwarded and journaled by
 the parent's thread.
@@ -31,9 +31,9 @@ import time
 import weakref
 from typing import Any, Final
 
-from recorder.output_capture import _Capture, _LineSplitter
+from comet_journal.recorder.output_capture import _Capture, _LineSplitter
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES: Final = 65_536
 DRAIN_QUIET_S: Final = 0.05  # stop() waits for the pipes to stay empty this long ...

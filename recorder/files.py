@@ -13,12 +13,12 @@ import os
 import zipfile
 from typing import Any
 
-from recorder import validation as check
-from schema.blobs import blob_ref
+from comet_journal.recorder import validation as check
+from comet_journal.schema.blobs import blob_ref
 
 
 class FilesMixin:
-    """Part of :class:`recorder.Experiment`; split out to keep each module small."""
+    """Part of :class:`comet_journal.recorder.Experiment`; split out to keep each module small."""
 
     def _store_stream(self, stream) -> dict:
         sha, size = self._writer.put_blob_stream(stream)

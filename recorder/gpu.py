@@ -28,7 +28,7 @@ import logging
 import os
 from typing import Any
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 # CUDA_VISIBLE_DEVICES values meaning "no GPU" (CUDA also stops at the first invalid entry).
 _NO_DEVICES = ("", "-1")

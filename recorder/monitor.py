@@ -23,10 +23,10 @@ import time
 import weakref
 from typing import Any, Callable, Final
 
-from recorder import gpu as gpu_module
-from recorder.reporting import report_problem
+from comet_journal.recorder import gpu as gpu_module
+from comet_journal.recorder.reporting import report_problem
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S: Final = 30.0  # like the official SDK's comet.system_*_interval
 DEFAULT_KEEP_ALIVE_INTERVAL_S: Final = 60.0
@@ -61,7 +61,7 @@ class _Probe:
 class SystemMonitor:
     """Samples the system for one experiment from a daemon thread ``recorder.monitor``.
 
-    :param experiment: the :class:`recorder.Experiment` (held weakly).
+    :param experiment: the :class:`comet_journal.recorder.Experiment` (held weakly).
     :param interval: seconds between system samples, or None for no samples.
     :param keep_alive_interval: seconds between keep-alive rows, or None for none.
     :param cpu: sample CPU (per core), RAM and load average.
@@ -356,7 +356,7 @@ class _PositionTracker:
 
     def _from_journal(self, exp: Any) -> tuple[int | None, int | None]:
         """The newest step/epoch journaled since the last look (bounded scan)."""
-        from schema.journal import sqlite_connect
+        from comet_journal.schema.journal import sqlite_connect
 
         conn = sqlite_connect(exp.path, readonly=True, timeout=1.0)
         try:

@@ -8,7 +8,7 @@ Two ways, both keeping what reaches the terminal byte-for-byte unchanged and in 
   original streams are pointed at the tees (as the official SDK does). Output written below
   Python (C extensions, child processes, ``os.write(1, ...)``, ``sys.stdout.buffer``) is
   not seen.
-* :class:`recorder.fd_capture.FdCapture` (``auto_output_logging="fd"``): file descriptors 1
+* :class:`comet_journal.recorder.fd_capture.FdCapture` (``auto_output_logging="fd"``): file descriptors 1
   and 2 are redirected into pipes; a thread forwards every byte to the original descriptor
   and journals the lines. This sees output of C extensions and of child processes too.
 
@@ -34,7 +34,7 @@ import time
 import weakref
 from typing import Any, Final
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 MAX_LINE_CHARS: Final = 100_000
 ROOM_WAIT_MAX_S: Final = 1.0  # the capture thread slows down for the journal, at most this
@@ -320,7 +320,7 @@ def make_capture(mode: str, experiment: Any, restart_in_child: bool = True) -> _
     A second descriptor-level capture in one process falls back to the Python level.
     """
     if mode == "fd":
-        from recorder.fd_capture import FdCapture
+        from comet_journal.recorder.fd_capture import FdCapture
 
         capture = FdCapture(experiment, restart_in_child)
         if capture.start():

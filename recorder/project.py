@@ -6,7 +6,7 @@ keeps a reference (workspace + project name) that the uploader resolves.
 
 Example::
 
-    from recorder import Project
+    from comet_journal.recorder import Project
     with Project(journal="run.db", workspace="me", project_name="mnist") as project:
         project.create(description="digits", public=False)
         project.set_notes("baseline runs")
@@ -18,11 +18,11 @@ import json
 import time
 from typing import Any
 
-from recorder import registry
-from recorder import validation as check
-from recorder.experiment import _journal_path
-from schema.catalogue import ENDPOINTS, project_ref, validate
-from recorder.writer import encode_payload
+from comet_journal.recorder import registry
+from comet_journal.recorder import validation as check
+from comet_journal.recorder.experiment import _journal_path
+from comet_journal.schema.catalogue import ENDPOINTS, project_ref, validate
+from comet_journal.recorder.writer import encode_payload
 
 
 class Project:

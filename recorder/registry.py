@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from recorder.writer import JournalWriter
+from comet_journal.recorder.writer import JournalWriter
 
 _lock = threading.Lock()
 _writers: dict[str, JournalWriter] = {}

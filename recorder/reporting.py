@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 
 def report_problem(message: str) -> None:

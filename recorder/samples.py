@@ -11,13 +11,13 @@ import math
 import numbers
 from typing import Any
 
-from recorder import validation as check
+from comet_journal.recorder import validation as check
 
 _GPU_FIELDS = ("gpuId", "gpuUtilization", "totalMemory", "usedMemory", "freeMemory")
 
 
 class SamplesMixin:
-    """Part of :class:`recorder.Experiment`."""
+    """Part of :class:`comet_journal.recorder.Experiment`."""
 
     def _sample(self, method: str, endpoint: str, values: dict, step, epoch, context,
                 timestamp) -> None:

@@ -32,13 +32,13 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Final
 
-from recorder.reporting import report_problem
-from schema import blobs as blob_store
-from schema import tables
-from schema.journal import Journal, sqlite_connect
+from comet_journal.recorder.reporting import report_problem
+from comet_journal.schema import blobs as blob_store
+from comet_journal.schema import tables
+from comet_journal.schema.journal import Journal, sqlite_connect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-logger = logging.getLogger("recorder")
+logger = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S: Final = 0.2
 DEFAULT_MAX_QUEUE: Final = 50_000

@@ -12,7 +12,7 @@ Fields marked ``blob`` hold large bytes; in the journal their value is a blob re
 
 Example::
 
-    from schema.catalogue import ENDPOINTS, validate
+    from comet_journal.schema.catalogue import ENDPOINTS, validate
     ep = ENDPOINTS["log_metric"]
     ep.method, ep.path            # ('POST', '/api/rest/v2/write/experiment/metric')
     validate(ep, {"metricName": "loss", "metricValue": 0.5, "experimentKey": "k" * 32})

@@ -7,7 +7,7 @@ files), without opening it with SQLite and without writing anything.
 
 Example::
 
-    from schema.journal import Journal
+    from comet_journal.schema.journal import Journal
     with Journal.open("run.db", create=True) as journal:   # creates and migrates
         with journal.engine.connect() as conn: ...
     Journal.open("run.db", readonly=True)                   # never writes, never migrates
@@ -27,8 +27,8 @@ from typing import Final
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 
-from schema import migrations, tables
-from schema.errors import (CorruptJournalError, JournalError, JournalLockedError,
+from comet_journal.schema import migrations, tables
+from comet_journal.schema.errors import (CorruptJournalError, JournalError, JournalLockedError,
                            JournalNotFoundError, NewerFormatError, NotAJournalError,
                            TruncatedJournalError)
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from sqlalchemy import Connection, select
 
-from schema import tables
+from comet_journal.schema import tables
 
 
 @dataclass(frozen=True)

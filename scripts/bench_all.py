@@ -36,7 +36,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 SCRIPTS = os.path.join(ROOT, "scripts")
 KEY = "bench-all-key"
 SAMPLING = 15_000  # comet upload keeps at most this many points per metric name
@@ -84,7 +83,7 @@ class Emulator:
     def __init__(self, db: str):
         self.db = db
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", "--api-key", KEY, "--hashes-only", "--db",
+            [sys.executable, "-m", "comet_journal.emulator.cli", "--api-key", KEY, "--hashes-only", "--db",
              db], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True)
         line = self.proc.stdout.readline().strip()
@@ -129,7 +128,7 @@ def _workload(exp, names: list[str], steps: int) -> None:
 
 
 def record_ours(tmp: str, names: list[str], steps: int) -> tuple[str, float]:
-    from recorder import Experiment
+    from comet_journal import Experiment
     path = os.path.join(tmp, "side-by-side.db")
     started = time.perf_counter()
     with Experiment(journal=path, project_name="bench", workspace="ws",
@@ -192,7 +191,7 @@ def upload_ours(journal: str, names: list[str], tmp: str, *flags: str) -> dict:
     emu = Emulator(os.path.join(tmp, f"emu-ours{'-'.join(flags)}.db"))
     try:
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "uploader.cli", "--url", emu.url,
+        proc = subprocess.run([sys.executable, "-m", "comet_journal.uploader.cli", "--url", emu.url,
                                "--api-key", KEY, "--json", "--deadline", "120", *flags,
                                journal], cwd=ROOT, env=_env(), capture_output=True,
                               text=True, timeout=900)

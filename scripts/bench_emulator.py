@@ -34,7 +34,7 @@ HEADERS = {"Authorization": API_KEY, "Content-Type": "application/json"}
 
 
 def start_emulator(db_path: str, latency_ms: float | None) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "emulator.cli", "--port", "0", "--db", db_path,
+    cmd = [sys.executable, "-m", "comet_journal.emulator.cli", "--port", "0", "--db", db_path,
            "--api-key", API_KEY]
     if latency_ms:
         cmd += ["--latency-ms", str(latency_ms)]

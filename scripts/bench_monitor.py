@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.pop("COMET_JOURNAL_AUTO_LOG", None)
 
-from recorder import Experiment, monitor  # noqa: E402
+from comet_journal.recorder import Experiment, monitor
 
 ONLY_MONITOR = dict(auto_output_logging=None, log_env_details=True, log_env_host=False,
                     log_git_metadata=False, log_git_patch=False, log_code=False,

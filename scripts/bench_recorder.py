@@ -23,17 +23,15 @@ import os
 import shutil
 import sqlite3
 import statistics
-import sys
 import tempfile
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import psutil  # noqa: E402
+import psutil
 
-from recorder import Experiment  # noqa: E402
+from comet_journal import Experiment
 
 
 # OfflineExperiment with nothing captured automatically: the same work as the recorder with

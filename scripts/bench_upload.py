@@ -30,14 +30,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 KEY = "bench-key"
 
 
 class EmulatorProcess:
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", "--api-key", KEY, *args], cwd=ROOT,
+            [sys.executable, "-m", "comet_journal.emulator.cli", "--api-key", KEY, *args], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONPATH": ROOT})
         line = self.proc.stdout.readline().strip()
@@ -56,7 +55,7 @@ class EmulatorProcess:
 def build_journal(path: str, calls: int, name: str = "bench") -> str:
     """``calls`` metric calls in one experiment, written fast through the recorder."""
     import inspect
-    from recorder import Experiment
+    from comet_journal import Experiment
     quiet = {"auto_output_logging": False, "log_env_details": False, "log_env_host": False,
              "log_env_gpu": False, "log_env_cpu": False, "log_git_metadata": False,
              "log_git_patch": False, "log_code": False}
@@ -98,7 +97,7 @@ _MEASURED_CLI = """\
 import resource, runpy, sys
 sys.argv[0] = "comet-upload"
 try:
-    runpy.run_module("uploader.cli", run_name="__main__", alter_sys=True)
+    runpy.run_module("comet_journal.uploader.cli", run_name="__main__", alter_sys=True)
 finally:
     try:
         with open("/proc/self/status") as status:

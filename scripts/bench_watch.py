@@ -26,14 +26,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from emulator.server import Emulator  # noqa: E402
+from comet_journal.emulator.server import Emulator
 
 KEY = "bench-key"
 WRITER = """
 import sys, time
-from recorder import Experiment
+from comet_journal import Experiment
 exp = Experiment(journal=sys.argv[1], project_name="bench", workspace="ws")
 rate, seconds = float(sys.argv[2]), float(sys.argv[3])
 start = time.time()
@@ -72,7 +71,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
     with Emulator(db_path=os.path.join(tmp, "server.db"), api_key=KEY) as emu:
-        daemon = subprocess.Popen([sys.executable, "-m", "uploader.cli", "watch", "--url",
+        daemon = subprocess.Popen([sys.executable, "-m", "comet_journal.uploader.cli", "watch", "--url",
                                    emu.url, "--api-key", KEY, "-q", watched], env=env)
         time.sleep(1.0)
         paths = [os.path.join(watched, f"run{i}.db") for i in range(args.journals)]

@@ -34,10 +34,9 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from emulator.compare import compare  # noqa: E402
-from emulator.server import Emulator  # noqa: E402
+from comet_journal.emulator.compare import compare
+from comet_journal.emulator.server import Emulator
 
 KEY = "chaos-key"
 FLUSH_INTERVAL_S = 0.2
@@ -45,7 +44,7 @@ WINDOW_SLACK_S = 0.5  # scheduling slack on a loaded 2-core machine
 
 RECORDER = r"""
 import json, os, random, sqlite3, sys, time
-from recorder import Experiment
+from comet_journal import Experiment
 journal, key, name, seed, rate, big_mb, final = sys.argv[1:8]
 rate, big_mb, final = float(rate), int(big_mb), final == "1"
 rng = random.Random(int(seed))
@@ -202,7 +201,7 @@ def main() -> int:
                    store_asset_bytes=False, faults=faults(args.minutes, args.seed)).start()
     upload_args = ["--url", emu.url, "--api-key", KEY, "--backoff-base", "0.05",
                    "--backoff-cap", "1", "--timeout", "10"]
-    daemon_cmd = [sys.executable, "-m", "uploader.cli", "watch", *upload_args, "--batch",
+    daemon_cmd = [sys.executable, "-m", "comet_journal.uploader.cli", "watch", *upload_args, "--batch",
                   "--time-slice", "3", "--rescan", "1", runs]
     recorders = [Recorder(runs, "alpha", rng, args.rate, args.big_asset_mb),
                  Recorder(runs, "beta", rng, args.rate, 0)]
@@ -236,7 +235,7 @@ def main() -> int:
                 oneshot.wait()
                 kills["uploader"] += 1
             journal = rng.choice(recorders).journal
-            oneshot = subprocess.Popen([sys.executable, "-m", "uploader.cli", *upload_args,
+            oneshot = subprocess.Popen([sys.executable, "-m", "comet_journal.uploader.cli", *upload_args,
                                         "--wait", "-q", journal], env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # The end: one last kill each, then clean final runs; faults stop; the daemon catches up.

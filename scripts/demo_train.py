@@ -13,9 +13,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from recorder import Experiment  # noqa: E402
+from comet_journal import Experiment
 
 
 def main(journal: str, epochs: int = 5, steps_per_epoch: int = 200) -> str:

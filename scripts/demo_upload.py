@@ -14,9 +14,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from emulator.server import Emulator  # noqa: E402
+from comet_journal.emulator.server import Emulator
 
 API_KEY = "demo-api-key"
 

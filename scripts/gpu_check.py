@@ -17,9 +17,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from recorder import Experiment  # noqa: E402
+from comet_journal import Experiment
 
 
 def load(seconds: float) -> None:

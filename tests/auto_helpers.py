@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from recorder import auto_logging, monitor
+from comet_journal.recorder import auto_logging, monitor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

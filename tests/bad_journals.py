@@ -163,7 +163,7 @@ def _unrelated_sqlite(path: str, good: str) -> None:
 
 
 def _newer_format(path: str, good: str) -> None:
-    from schema import migrations
+    from comet_journal.schema import migrations
     _copy(good, path)
     _edit(path, (f"PRAGMA user_version = {migrations.format_version() + 3}", ()))
 

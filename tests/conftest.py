@@ -11,14 +11,14 @@ import pytest
 # (tests/auto_helpers.py). Set before anything starts, so subprocesses inherit it too.
 os.environ.setdefault("COMET_JOURNAL_AUTO_LOG", "0")
 
-from emulator.testing import EmulatorClient, EmulatorFactory
+from comet_journal.emulator.testing import EmulatorClient, EmulatorFactory
 
 
 # --- the emulator (a real Comet-compatible server on a real socket) -------------------------
 
 @pytest.fixture
 def emulator_factory(tmp_path):
-    """Call with :class:`emulator.Emulator` keyword arguments to start more emulators."""
+    """Call with :class:`comet_journal.emulator.Emulator` keyword arguments to start more emulators."""
     factory = EmulatorFactory(tmp_path)
     yield factory
     factory.stop_all()

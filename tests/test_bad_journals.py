@@ -20,7 +20,7 @@ import sqlite3
 import pytest
 
 from bad_journals import BAD_JOURNALS, good_journal, hold_locked, _the_big_asset
-from test_upload_support import KEY, assert_server_matches, run_cli, upload
+from test_upload_support import assert_server_matches, run_cli, upload
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +180,9 @@ def test_every_kind_of_call_passes_the_check(tmp_path):
     """A journal holding every catalogue endpoint (the recorder's own walk), odd but legal
     values included, is not refused: the check's fast SQL filter only picks rows for the
     authoritative Python check, which decides."""
-    from recorder import Experiment, Project
+    from comet_journal import Experiment, Project
     from test_recorder_api import EXPERIMENT_CALLS, PROJECT_CALLS
-    from uploader.integrity import verify_journal
+    from comet_journal.uploader.integrity import verify_journal
     asset = tmp_path / "weights.bin"
     asset.write_bytes(os.urandom(3000))
     journal = str(tmp_path / "walk.db")

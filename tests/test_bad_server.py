@@ -20,7 +20,7 @@ import pytest
 
 from misbehaving_server import (LOGIN_PAGE, NGINX_502, MisbehavingServer, Rule,
                                 self_signed_certificate)
-from schema.catalogue import ENDPOINTS, endpoint_named
+from comet_journal.schema.catalogue import ENDPOINTS, endpoint_named
 from test_upload_support import FAST, KEY, assert_server_matches, make_journal, run_cli
 
 METRIC = ENDPOINTS["log_metric"].path
@@ -55,8 +55,8 @@ def _pending(url, journal, cli: bool = False) -> dict[str, int]:
         proc = run_cli("status", "--url", url, "--json", journal, check=0)
         report = json.loads(proc.stdout)["journals"][0]
     else:
-        from uploader.config import Secret, UploadConfig, normalise_url
-        from uploader.status import pending_report
+        from comet_journal.uploader.config import Secret, UploadConfig, normalise_url
+        from comet_journal.uploader.status import pending_report
         cfg = UploadConfig(api_key=Secret(""), url=normalise_url(url), key_source="")
         report = pending_report(str(journal), cfg.identity, cfg.url).as_dict()
     out: dict[str, int] = {}

@@ -12,9 +12,9 @@ import io
 import pytest
 
 from journal_helpers import rows
-from recorder import Experiment
-from schema import blobs
-from schema.journal import sqlite_connect
+from comet_journal import Experiment
+from comet_journal.schema import blobs
+from comet_journal.schema.journal import sqlite_connect
 
 
 def test_same_file_twice_is_stored_once(tmp_path):

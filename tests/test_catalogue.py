@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from schema.catalogue import (BODY, ENDPOINTS, PART, QUERY, CatalogueError, documented_endpoints,
+from comet_journal.schema.catalogue import (BODY, ENDPOINTS, PART, QUERY, CatalogueError, documented_endpoints,
                               validate)
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from recorder import Experiment
-from uploader import __version__
+from comet_journal import Experiment
+from comet_journal.uploader import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uploader.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "comet_journal.uploader.cli", *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
 
 

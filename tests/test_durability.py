@@ -10,7 +10,7 @@ import textwrap
 import time
 
 from journal_helpers import count, integrity_ok, rows
-from schema.journal import Journal
+from comet_journal.schema.journal import Journal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +25,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
 # calls on stdout, so the parent knows which calls are older than the flush window.
 WRITER = """
 import sys, time
-from recorder import Experiment
+from comet_journal import Experiment
 exp = Experiment(journal=sys.argv[1], project_name="p", workspace="w",
                  flush_interval=float(sys.argv[2]))
 i = 0
@@ -70,7 +70,7 @@ def test_interpreter_exit_flushes_everything_without_end(tmp_path):
     journal = str(tmp_path / "run.db")
     child = _spawn("""
         import sys
-        from recorder import Experiment
+        from comet_journal import Experiment
         exp = Experiment(journal=sys.argv[1], flush_interval=30)
         for i in range(20_000):
             exp.log_metric("m", i, step=i)
@@ -88,7 +88,7 @@ def test_durability_call_mode_makes_each_call_durable_before_it_returns(tmp_path
     journal = str(tmp_path / "run.db")
     child = _spawn("""
         import os, signal, sys
-        from recorder import Experiment
+        from comet_journal import Experiment
         exp = Experiment(journal=sys.argv[1], durability="call", flush_interval=30)
         for i in range(50):
             exp.log_metric("m", i, step=i)
@@ -106,7 +106,7 @@ def test_flush_makes_calls_durable_now(tmp_path):
     journal = str(tmp_path / "run.db")
     child = _spawn("""
         import os, signal, sys
-        from recorder import Experiment
+        from comet_journal import Experiment
         exp = Experiment(journal=sys.argv[1], flush_interval=30)
         for i in range(1000):
             exp.log_metric("m", i, step=i)

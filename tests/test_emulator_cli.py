@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def launch(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "emulator.cli", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "comet_journal.emulator.cli", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline().strip()
     if not first.startswith("listening on http://"):
@@ -66,7 +66,7 @@ def test_fault_flags_install_a_spec(tmp_path):
 
 
 def test_a_bad_fault_spec_exits_1_with_the_reason():
-    done = subprocess.run([sys.executable, "-m", "emulator.cli", "--faults",
+    done = subprocess.run([sys.executable, "-m", "comet_journal.emulator.cli", "--faults",
                            '{"rules": [{"kind": "meteor"}]}'], cwd=REPO, capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 1
@@ -81,7 +81,7 @@ def test_the_library_does_not_import_click():
 
 def test_console_script_is_declared():
     text = (REPO / "pyproject.toml").read_text()
-    assert 'comet-emulator = "emulator.cli:main"' in text
+    assert 'comet-emulator = "comet_journal.emulator.cli:main"' in text
     script = Path(sys.executable).parent / "comet-emulator"
     if script.exists():  # installed (scripts/test installs the project)
         done = subprocess.run([str(script), "--help"], capture_output=True, text=True,

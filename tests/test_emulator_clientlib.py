@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from emulator.testing import EmulatorClient
+from comet_journal.emulator.testing import EmulatorClient
 
 ADD_RUN = "/clientlib/logger/add/run"
 

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from emulator import Emulator, FaultSpecError
-from emulator.testing import EmulatorClient
+from comet_journal.emulator import Emulator, FaultSpecError
+from comet_journal.emulator.testing import EmulatorClient
 
 METRIC = "/api/rest/v2/write/experiment/metric"
 

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from emulator.testing import EmulatorClient
+from comet_journal.emulator.testing import EmulatorClient
 
 METRIC = "/api/rest/v2/write/experiment/metric"
 HEADERS = {"Authorization": "test-key", "Content-Type": "application/json"}

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, STR, documented_endpoints
+from comet_journal.schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, STR, documented_endpoints
 
 K = "$key"  # stands for the experiment key in the samples below
 PID = "$project"  # stands for the project id
@@ -266,7 +266,7 @@ def test_duplicates_are_kept_and_idempotency_replays_counted(emulator_client, ta
 
 
 def test_dedupe_answers_a_replay_with_the_stored_response(emulator_factory):
-    from emulator.testing import EmulatorClient
+    from comet_journal.emulator.testing import EmulatorClient
     client = EmulatorClient(emulator_factory(dedupe=True))
     body = {"workspaceName": "ws", "projectName": "proj"}
     first = client.post("/api/rest/v2/write/experiment/create", json=body,
@@ -336,7 +336,7 @@ def test_project_update_renames_and_the_experiment_follows(emulator_client, targ
 
 
 def test_state_survives_a_restart(emulator_factory, tmp_path):
-    from emulator.testing import EmulatorClient
+    from comet_journal.emulator.testing import EmulatorClient
     db = tmp_path / "kept.db"
     first = emulator_factory(db_path=db)
     client = EmulatorClient(first)

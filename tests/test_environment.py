@@ -21,8 +21,8 @@ import pytest
 
 from auto_helpers import auto_on, options, wait_for  # noqa: F401  (auto_on is a fixture)
 from journal_helpers import count, rows
-from recorder import Experiment, auto_logging, environment
-from schema.blobs import read_blob
+from comet_journal.recorder import Experiment, auto_logging, environment
+from comet_journal.schema.blobs import read_blob
 
 pytestmark = pytest.mark.usefixtures("auto_on")
 
@@ -183,7 +183,7 @@ def test_no_repository_or_no_git_is_skipped_silently(tmp_path, monkeypatch, capf
     monkeypatch.setenv("COMET_GIT_DIRECTORY", str(plain))
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     journal = tmp_path / "run.db"
-    with caplog.at_level(logging.INFO, logger="recorder"):
+    with caplog.at_level(logging.INFO, logger="comet_journal.recorder"):
         with Experiment(journal=str(journal), **options(log_git_metadata=True,
                                                         log_git_patch=True, log_env_details=True)):
             pass

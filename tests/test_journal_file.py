@@ -9,11 +9,11 @@ import sqlite3
 
 import pytest
 
-from schema import migrations
-from schema.errors import (JournalNotFoundError, NewerFormatError, NotAJournalError,
+from comet_journal.schema import migrations
+from comet_journal.schema.errors import (JournalNotFoundError, NewerFormatError, NotAJournalError,
                            TruncatedJournalError)
-from schema.journal import APPLICATION_ID, Journal, is_journal, read_header
-from recorder import Experiment
+from comet_journal.schema.journal import APPLICATION_ID, Journal, is_journal, read_header
+from comet_journal import Experiment
 
 
 def _digest(path) -> str:
@@ -156,7 +156,7 @@ def test_readonly_open_never_writes(tmp_path):
 
 OPENER = """
 import sys, time
-from schema.journal import Journal
+from comet_journal.schema.journal import Journal
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
 Journal.open(sys.argv[1], create=True).close()
 """

@@ -16,7 +16,7 @@ import pytest
 from auto_helpers import auto_on, options, wait_for  # noqa: F401  (auto_on is a fixture)
 from fake_nvml import FakeGpu, FakeNvml, NVMLError
 from journal_helpers import count, integrity_ok, rows
-from recorder import Experiment, gpu, monitor
+from comet_journal.recorder import Experiment, gpu, monitor
 
 pytestmark = pytest.mark.usefixtures("auto_on")
 
@@ -153,7 +153,7 @@ def test_without_nvml_or_gpu_the_sampler_says_so_once_and_carries_on(tmp_path, m
     monkeypatch.setattr(monitor, "_said_no_gpu", False)
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(library_missing=True))
     journal = tmp_path / "run.db"
-    with caplog.at_level(logging.INFO, logger="recorder"):
+    with caplog.at_level(logging.INFO, logger="comet_journal.recorder"):
         for _ in range(2):
             with Experiment(journal=str(journal), **sampling()):
                 wait_for(lambda: count(journal, "cpu_metrics") >= 1)
@@ -173,7 +173,7 @@ def test_without_nvml_or_gpu_the_sampler_says_so_once_and_carries_on(tmp_path, m
 def test_a_failing_probe_is_disabled_after_repeated_failures_and_reported_once(
         tmp_path, fake_nvml, capsys, caplog):
     journal = tmp_path / "run.db"
-    with caplog.at_level(logging.ERROR, logger="recorder"):
+    with caplog.at_level(logging.ERROR, logger="comet_journal.recorder"):
         with Experiment(journal=str(journal), **sampling(system_monitor_interval=0.02)) as exp:
             wait_for(lambda: count(journal, "gpu_metrics") >= 1)
             fake_nvml.gpus[1].lost = True  # NVML now fails on every GPU sample

@@ -8,13 +8,13 @@ import subprocess
 import sys
 
 from journal_helpers import integrity_ok, rows
-from recorder import Experiment
+from comet_journal import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RANK = """
 import sys
-from recorder import Experiment
+from comet_journal import Experiment
 journal, key, rank = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with Experiment(journal=journal, experiment_key=key, flush_interval=0.05) as exp:
     for i in range(3000):

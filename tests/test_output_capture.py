@@ -18,8 +18,8 @@ import pytest
 
 from auto_helpers import PYTHON, auto_on, child_env, options  # noqa: F401  (auto_on: fixture)
 from journal_helpers import rows
-from recorder import Experiment
-from recorder.output_capture import MAX_LINE_CHARS, PythonCapture, _LineSplitter
+from comet_journal import Experiment
+from comet_journal.recorder.output_capture import MAX_LINE_CHARS, PythonCapture, _LineSplitter
 
 pytestmark = pytest.mark.usefixtures("auto_on")
 
@@ -227,13 +227,13 @@ def test_python_capture_in_a_forked_child(tmp_path, restart):
 
 FD_SCRIPT = textwrap.dedent("""
     import ctypes, json, logging, os, subprocess, sys, warnings
-    from recorder import Experiment
+    from comet_journal import Experiment
     warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() with threads running
     journal, facts_path = sys.argv[1], sys.argv[2]
     warnings = []
     handler = logging.Handler()
     handler.emit = lambda record: warnings.append(record.getMessage())
-    logging.getLogger("recorder").addHandler(handler)
+    logging.getLogger("comet_journal.recorder").addHandler(handler)
     quiet = dict(log_env_details=False, log_git_metadata=False, log_git_patch=False,
                  log_code=False, keep_alive_interval=None)
     fds = lambda: [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (1, 2)]
@@ -305,7 +305,7 @@ def test_fd_capture_sees_c_code_and_child_processes_and_restores_the_fds(tmp_pat
 
 CRASH_SCRIPT = textwrap.dedent("""
     import sys
-    from recorder import Experiment
+    from comet_journal import Experiment
     exp = Experiment(journal=sys.argv[1], auto_output_logging=sys.argv[2], log_env_details=False,
                      log_git_metadata=False, log_git_patch=False, log_code=False,
                      keep_alive_interval=None)
@@ -328,7 +328,7 @@ def test_an_uncaught_exception_is_captured_and_everything_ends_at_exit(tmp_path,
 
 LATE_SCRIPT = textwrap.dedent("""
     import subprocess, sys
-    from recorder import Experiment
+    from comet_journal import Experiment
     exp = Experiment(journal=sys.argv[1], auto_output_logging="fd", log_env_details=False,
                      log_git_metadata=False, log_git_patch=False, log_code=False,
                      keep_alive_interval=None)

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from journal_helpers import count, rows
-from recorder import Experiment, Project
-from schema.catalogue import ENDPOINTS, validate
+from comet_journal import Experiment, Project
+from comet_journal.schema.catalogue import ENDPOINTS, validate
 
 GPU = {"gpuId": 0, "gpuUtilization": 50, "totalMemory": 100, "usedMemory": 40,
        "freeMemory": 60}

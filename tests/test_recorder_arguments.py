@@ -16,7 +16,7 @@ import sqlite3
 
 import pytest
 
-from recorder import Experiment, Project
+from comet_journal import Experiment, Project
 
 
 class _Opaque:

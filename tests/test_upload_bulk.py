@@ -12,10 +12,10 @@ import time
 
 from test_upload_support import (CLI, FAST, KEY, ROOT, applied_counts, assert_server_matches,
                                  make_journal, new_experiment, upload)
-from uploader.config import resolve
-from uploader.replay import Options
-from uploader.retry import RetryPolicy
-from uploader.upload import upload_journal
+from comet_journal.uploader.config import resolve
+from comet_journal.uploader.replay import Options
+from comet_journal.uploader.retry import RetryPolicy
+from comet_journal.uploader.upload import upload_journal
 
 POLICY = RetryPolicy(base_s=0.01, cap_s=0.05, read_timeout_s=10)
 

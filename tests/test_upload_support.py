@@ -3,7 +3,6 @@ what the emulator applied with what the journal holds, item by item."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = [sys.executable, "-m", "uploader.cli"]
+CLI = [sys.executable, "-m", "comet_journal.uploader.cli"]
 KEY = "test-key"
 FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.05", "--timeout", "3"]
 
@@ -20,7 +19,7 @@ def new_experiment(path, name=None, **kw):
     """A recorder Experiment with automatic logging off where this recorder has it (the
     tests decide every call the journal holds)."""
     import inspect
-    from recorder import Experiment
+    from comet_journal import Experiment
     quiet = {"auto_output_logging": False, "log_env_details": False, "log_env_host": False,
              "log_env_gpu": False, "log_env_cpu": False, "log_git_metadata": False,
              "log_git_patch": False, "log_code": False}
@@ -82,12 +81,12 @@ def journal_items(path) -> Counter:
     """What the server must hold after the upload: one item per metric point, parameter
     value, output line and other call, keyed by the server key of its experiment (the same
     reduction as ``emulator.compare``, counted strictly: every call exactly once)."""
-    from emulator.compare import journal_item_list
+    from comet_journal.emulator.compare import journal_item_list
     return Counter(journal_item_list(str(path)))
 
 
 def applied_items(state: dict) -> Counter:
-    from emulator.compare import applied_item_list
+    from comet_journal.emulator.compare import applied_item_list
     return Counter(applied_item_list(state))
 
 

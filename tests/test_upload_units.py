@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from uploader.config import Secret, normalise_url, resolve, url_from_api_key
-from uploader.errors import ConfigError, LockedError, ServerUnreachable, redact
-from uploader.lock import UploadLock
-from uploader.retry import RetryPolicy, ServerGate, parse_retry_after
+from comet_journal.uploader.config import Secret, normalise_url, resolve, url_from_api_key
+from comet_journal.uploader.errors import ConfigError, LockedError, ServerUnreachable, redact
+from comet_journal.uploader.lock import UploadLock
+from comet_journal.uploader.retry import RetryPolicy, ServerGate, parse_retry_after
 
 
 class FakeClock:
@@ -102,9 +102,9 @@ def test_lock_refuses_second_holder_same_target_only(tmp_path):
 def test_builder_uses_catalogue_locations(tmp_path):
     import json
 
-    from schema import blobs
-    from schema.journal import Journal, sqlite_connect
-    from uploader.requests_builder import Overrides, RequestBuilder
+    from comet_journal.schema import blobs
+    from comet_journal.schema.journal import Journal, sqlite_connect
+    from comet_journal.uploader.requests_builder import Overrides, RequestBuilder
     path = str(tmp_path / "j.db")
     Journal.open(path, create=True).close()
     conn = sqlite_connect(path)

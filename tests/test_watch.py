@@ -21,7 +21,7 @@ FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.2", "--rescan", "0.5",
 
 LIVE_WRITER = """
 import sys, time
-from recorder import Experiment
+from comet_journal import Experiment
 exp = Experiment(journal=sys.argv[1], project_name="proj", workspace="ws",
                  experiment_name=sys.argv[2], flush_interval=0.05)
 print("started", flush=True)

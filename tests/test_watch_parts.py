@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from recorder import Experiment
-from uploader.discovery import iter_journals, journal_of, mount_fs_type, needs_polling
-from uploader.fs_events import JournalEvents
-from uploader.liveness import ENDED, LIVE, STALE, journal_liveness
+from comet_journal import Experiment
+from comet_journal.uploader.discovery import iter_journals, journal_of, mount_fs_type, needs_polling
+from comet_journal.uploader.fs_events import JournalEvents
+from comet_journal.uploader.liveness import ENDED, LIVE, STALE, journal_liveness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,14 +4,13 @@ the queue is bounded without dropping data."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 
 from journal_helpers import count, integrity_ok, rows
-from recorder import Experiment
+from comet_journal import Experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

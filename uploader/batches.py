@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from schema.catalogue import endpoint_named
-from uploader.calls import Call
-from uploader.requests_builder import BuiltRequest, encode_json
+from comet_journal.schema.catalogue import endpoint_named
+from comet_journal.uploader.calls import Call
+from comet_journal.uploader.requests_builder import BuiltRequest, encode_json
 
 if TYPE_CHECKING:
-    from uploader.progress import ExperimentTarget
-    from uploader.sender import Outcome, Sender
+    from comet_journal.uploader.progress import ExperimentTarget
+    from comet_journal.uploader.sender import Outcome, Sender
 
 BATCH_ENDPOINT = {"log_metric": "batch_metrics", "log_parameter": "batch_parameters",
                   "log_output": "batch_output"}
@@ -77,7 +77,7 @@ def build_batch(calls: list[Call], key: str, name: str | None = None) -> BuiltRe
 
 
 def send_batch(sender: "Sender", calls: list[Call], target: "ExperimentTarget") -> "Outcome":
-    from uploader.sender import Outcome
+    from comet_journal.uploader.sender import Outcome
 
     r = sender.r
     key = target.server_key
@@ -131,7 +131,7 @@ def send_batch(sender: "Sender", calls: list[Call], target: "ExperimentTarget") 
 
 def _drop_found(sender: "Sender", calls: list[Call], key: str, parts: list) -> list[Call]:
     """Ack the calls the server already has; return the others, in order."""
-    from uploader.sender import Outcome
+    from comet_journal.uploader.sender import Outcome
 
     verdicts = sender.readback.applied_many(calls, key)
     rest = []

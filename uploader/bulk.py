@@ -9,7 +9,7 @@ costs a few queries and no Python work per point. An experiment's points fill
 for the dispatcher, one unit: admitted, ordered, sent and settled as a whole, with one
 progress update for all its rows.
 
-Ordering (:mod:`uploader.calls`): points are ``positioned`` and go concurrently with
+Ordering (:mod:`comet_journal.uploader.calls`): points are ``positioned`` and go concurrently with
 everything else; an experiment's open group is flushed before any create or barrier of that
 experiment (all groups before any global call) is yielded, so whatever holds a point back, or
 is held back by it, holds its group. Up to ``lanes`` groups of an experiment fly at once, but
@@ -21,7 +21,7 @@ a batch is applied or not as a whole).
 Exactly once: ``sent_through`` covers a group before it is handed out (the dispatcher), a
 group holding a row an earlier run may have sent is read back before sending, and an
 ambiguous failure (timeout, reset, 5xx) reads the group back item by item and resends only
-what the server lacks (:func:`send_group`, :mod:`uploader.readback`). A 404 switches batches
+what the server lacks (:func:`send_group`, :mod:`comet_journal.uploader.readback`). A 404 switches batches
 off and the rows go one by one through the documented endpoint, in order.
 """
 
@@ -30,14 +30,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from schema.catalogue import endpoint_named
-from uploader.batches import _add, _drop_found, build_batch, send_batch
-from uploader.calls import BARRIER, CREATE, GLOBAL, POSITIONED, Call, JournalReader, classify
-from uploader.requests_builder import BuiltRequest
+from comet_journal.schema.catalogue import endpoint_named
+from comet_journal.uploader.batches import _add, _drop_found, build_batch, send_batch
+from comet_journal.uploader.calls import BARRIER, CREATE, GLOBAL, POSITIONED, Call, JournalReader, classify
+from comet_journal.uploader.requests_builder import BuiltRequest
 
 if TYPE_CHECKING:
-    from uploader.progress import ExperimentTarget
-    from uploader.sender import Outcome, Sender
+    from comet_journal.uploader.progress import ExperimentTarget
+    from comet_journal.uploader.sender import Outcome, Sender
 
 BATCH_NAME = "batch_metrics"
 _SEP = "\n"  # compact JSON never holds a raw newline: it separates items in an aggregate
@@ -120,7 +120,7 @@ class _Open:
 
 
 class BulkReader(JournalReader):
-    """A :class:`~uploader.calls.JournalReader` that yields metric rows as groups.
+    """A :class:`~comet_journal.uploader.calls.JournalReader` that yields metric rows as groups.
 
     :param enabled: whether to group now (batches may be switched off by a 404 mid-run).
     ``buffered`` rows wait in open groups; :meth:`take` flushes some early (the dispatcher
@@ -218,7 +218,7 @@ class BulkReader(JournalReader):
 def send_group(sender: "Sender", group: MetricGroup, target: "ExperimentTarget") -> "Outcome":
     """Send one group as one gzip batch. ``parts`` is None when every row was applied by
     this request (the common case); otherwise it has a verdict per row."""
-    from uploader.sender import Outcome
+    from comet_journal.uploader.sender import Outcome
 
     r = sender.r
     key = target.server_key

@@ -27,7 +27,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from schema.catalogue import ENDPOINTS, EXPERIMENT
+from comet_journal.schema.catalogue import ENDPOINTS, EXPERIMENT
 
 CREATE = "create"
 BARRIER = "barrier"

@@ -15,13 +15,13 @@ import time
 
 import click
 
-from schema.errors import JournalError
-from uploader import __version__
-from uploader.config import resolve
-from uploader.errors import AuthError, ConfigError, UploadError, redact
-from uploader.formatting import human_bytes, human_duration_s, human_time_ms
-from uploader.inspect_journal import inspect_journal
-from uploader.retry import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_DEADLINE_S, RetryPolicy
+from comet_journal.schema.errors import JournalError
+from comet_journal.uploader import __version__
+from comet_journal.uploader.config import resolve
+from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
+from comet_journal.uploader.formatting import human_bytes, human_duration_s, human_time_ms
+from comet_journal.uploader.inspect_journal import inspect_journal
+from comet_journal.uploader.retry import DEFAULT_BASE_S, DEFAULT_CAP_S, DEFAULT_DEADLINE_S, RetryPolicy
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -104,7 +104,7 @@ def _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle):
 
 def _pending_reports(journals, cfg) -> tuple[list, int]:
     """``pending_report`` for each journal: (reports or error dicts, exit code)."""
-    from uploader.status import pending_report
+    from comet_journal.uploader.status import pending_report
     reports, code = [], EXIT_OK
     for path in journals:
         try:
@@ -134,10 +134,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("comet-upload: %(levelname)s: %(message)s"))
     handler.addFilter(_RedactFilter())
-    for name in ("uploader", "urllib3"):
+    for name in ("comet_journal.uploader", "urllib3"):
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
-        log.setLevel(level if name == "uploader" else max(level, logging.INFO))
+        log.setLevel(level if name == "comet_journal.uploader" else max(level, logging.INFO))
         log.propagate = False
 
 
@@ -204,13 +204,13 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     """
     _setup_logging(verbose, quiet)
     deadline_s = _deadline(deadline)
-    from schema.journal import set_busy_timeout
+    from comet_journal.schema.journal import set_busy_timeout
     set_busy_timeout(busy_timeout)
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
     config = _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
-    from uploader.replay import Options
-    from uploader.upload import upload_journal
+    from comet_journal.uploader.replay import Options
+    from comet_journal.uploader.upload import upload_journal
 
     policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=deadline_s,
                          read_timeout_s=timeout)
@@ -316,7 +316,7 @@ def _finish_bar(bar) -> None:
 def _target(url, workspace, project_name):
     """The target identity without requiring an API key (status and dry runs)."""
     import os
-    from uploader.config import UploadConfig, Secret, normalise_url, read_config_file, \
+    from comet_journal.uploader.config import UploadConfig, Secret, normalise_url, read_config_file, \
         url_from_api_key, DEFAULT_URL
     section, _ = read_config_file()
     key = os.environ.get("COMET_API_KEY") or section.get("api_key") or ""
@@ -381,7 +381,7 @@ def status_command(journals, url, workspace, project_name, as_json) -> None:
         _error(exc.message, exc.hint)
         sys.exit(EXIT_ERROR)
     if any(os.path.isdir(p) for p in journals):  # a directory: one line per journal in it
-        from uploader.cli_watch import directory_status_command
+        from comet_journal.uploader.cli_watch import directory_status_command
         sys.exit(directory_status_command(list(journals), cfg, as_json))
     reports, code = _pending_reports(journals, cfg)
     for report in reports:
@@ -460,10 +460,10 @@ def _print_inspect(s) -> None:
         click.echo(f"  {endpoint:<{width}}  {count}")
 
 
-from uploader import cli_watch  # noqa: E402,F401  (registers the "watch" command on main)
+from comet_journal.uploader import cli_watch  # noqa: E402,F401  (registers the "watch" command on main)
 
 if __name__ == "__main__":
     # Run the package's own module object, on which cli_watch registered its command
     # (``python -m`` executes this file a second time under the name __main__).
-    from uploader.cli import main as _main
+    from comet_journal.uploader.cli import main as _main
     _main()

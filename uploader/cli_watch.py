@@ -9,14 +9,14 @@ import sys
 
 import click
 
-from uploader.cli import (EXIT_ERROR, _deadline, _error, _resolve_or_exit, _retry_options,
+from comet_journal.uploader.cli import (EXIT_ERROR, _deadline, _error, _resolve_or_exit, _retry_options,
                           _server_options, _setup_logging, main)
-from uploader.errors import UploadError
-from uploader.events import EventLog
-from uploader.liveness import DEFAULT_STALE_AFTER_S
-from uploader.replay import Options
-from uploader.retry import RetryPolicy
-from uploader.watch import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
+from comet_journal.uploader.errors import UploadError
+from comet_journal.uploader.events import EventLog
+from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S
+from comet_journal.uploader.replay import Options
+from comet_journal.uploader.retry import RetryPolicy
+from comet_journal.uploader.watch import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
                             WatchDaemon, WatchOptions)
 
 
@@ -113,7 +113,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
 
 def directory_status_command(roots: list[str], config, as_json: bool) -> int:
     """``comet-upload status DIR``: one line per journal; exit 1 if any failed."""
-    from uploader.dir_status import STATES, directory_status
+    from comet_journal.uploader.dir_status import STATES, directory_status
     statuses = directory_status(roots, config.identity, config.url)
     counts = {state: sum(1 for s in statuses if s.state == state) for state in STATES}
     code = EXIT_ERROR if counts["failed"] else 0

@@ -10,7 +10,7 @@ saying whether the request certainly never reached the server (``sent=False``: c
 refused, DNS failure, connect timeout) or may have been applied (``sent=True``: timeout while
 waiting for the answer, connection dropped after sending). The replay decides what to do.
 A certificate that cannot be verified (self-signed, wrong host) is not a transient failure:
-it raises :class:`~uploader.errors.CertificateError` at once, naming ``--ca-bundle``.
+it raises :class:`~comet_journal.uploader.errors.CertificateError` at once, naming ``--ca-bundle``.
 
 Redirects are never followed (``allow_redirects=False``): ``requests`` turns a redirected
 POST into a GET without its body, which a server answers 200 without applying anything, so a
@@ -33,11 +33,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from uploader import __version__
-from uploader.config import UploadConfig
-from uploader.errors import CertificateError, redact
-from uploader.requests_builder import BuiltRequest
-from uploader.retry import RetryPolicy
+from comet_journal.uploader import __version__
+from comet_journal.uploader.config import UploadConfig
+from comet_journal.uploader.errors import CertificateError, redact
+from comet_journal.uploader.requests_builder import BuiltRequest
+from comet_journal.uploader.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 

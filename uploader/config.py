@@ -10,7 +10,7 @@ Sources, first found wins:
   root, because every request the uploader builds starts from the root.
 
 The key is held in a :class:`Secret`, whose ``repr``/``str`` never show it, and is registered
-with :func:`uploader.errors.redact` so no error message or log line can carry it.
+with :func:`comet_journal.uploader.errors.redact` so no error message or log line can carry it.
 
 Example::
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from uploader.errors import ConfigError, register_secret
+from comet_journal.uploader.errors import ConfigError, register_secret
 
 DEFAULT_URL: Final = "https://www.comet.com"
 CONFIG_FILE_NAME: Final = ".comet.config"

@@ -15,10 +15,10 @@ import os
 import sqlite3
 from dataclasses import asdict, dataclass
 
-from schema.errors import JournalError, NotAJournalError
-from uploader.discovery import DEFAULT_PATTERN, iter_matching
-from uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
-from uploader.status import pending_report
+from comet_journal.schema.errors import JournalError, NotAJournalError
+from comet_journal.uploader.discovery import DEFAULT_PATTERN, iter_matching
+from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
+from comet_journal.uploader.status import pending_report
 
 STATES = ("uploaded", "live", "pending", "stale", "failed")
 

@@ -11,8 +11,8 @@ import fnmatch
 import os
 from typing import Final, Iterator
 
-from schema.errors import JournalError, NotAJournalError
-from schema.journal import is_journal, read_header
+from comet_journal.schema.errors import JournalError, NotAJournalError
+from comet_journal.schema.journal import is_journal, read_header
 
 DEFAULT_PATTERN: Final = "*.db"
 

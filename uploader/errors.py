@@ -23,7 +23,7 @@ from anything that came back from the network.
 
 from __future__ import annotations
 
-from schema.errors import CorruptJournalError
+from comet_journal.schema.errors import CorruptJournalError
 
 
 class UploadError(Exception):

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from uploader.errors import redact
+from comet_journal.uploader.errors import redact
 
 LEVELS = ("debug", "info", "warning", "error")
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
 
-from schema import tables
-from schema.journal import Journal
+from comet_journal.schema import tables
+from comet_journal.schema.journal import Journal
 
 
 @dataclass
@@ -47,7 +47,7 @@ class JournalSummary:
 
 
 def inspect_journal(path: str | os.PathLike) -> JournalSummary:
-    """Summarise a journal. Raises :class:`schema.errors.JournalError` naming the file."""
+    """Summarise a journal. Raises :class:`comet_journal.schema.errors.JournalError` naming the file."""
     path = os.fspath(path)
     with Journal.open(path, readonly=True) as journal:
         meta = journal.meta()

@@ -27,7 +27,7 @@ pending row; rows already uploaded are not read.
 
 Example::
 
-    from uploader.integrity import verify_journal
+    from comet_journal.uploader.integrity import verify_journal
     verify_journal("run.db", identity)   # raises schema.errors.JournalError when damaged
 """
 
@@ -39,11 +39,11 @@ import os
 import sqlite3
 import time
 
-from schema import blobs as blob_store
-from schema.catalogue import (BOOL, ENDPOINTS, EXPERIMENT, INT, METRIC_VALUE, NUMBER,
+from comet_journal.schema import blobs as blob_store
+from comet_journal.schema.catalogue import (BOOL, ENDPOINTS, EXPERIMENT, INT, METRIC_VALUE, NUMBER,
                               PARAM_VALUE, SCALAR, STR, CatalogueError, Endpoint, validate)
-from schema.errors import CorruptJournalError, JournalError, JournalLockedError
-from schema.journal import busy_timeout, translate_error
+from comet_journal.schema.errors import CorruptJournalError, JournalError, JournalLockedError
+from comet_journal.schema.journal import busy_timeout, translate_error
 
 MAX_LISTED = 5  # damaged calls named in the message (the count says how many in all)
 DAMAGED_HINT = ("the journal was altered or damaged after it was written; nothing was sent "
@@ -163,7 +163,7 @@ def verify_journal(path: str | os.PathLike, identity: str | None = None, *,
     :param identity: the upload target (:attr:`UploadConfig.identity`): only its pending
         calls are checked. None: every call.
     :param check_writable: also check that the file can be written within the busy timeout
-        (:func:`schema.journal.busy_timeout`), i.e. that no other process holds it locked.
+        (:func:`comet_journal.schema.journal.busy_timeout`), i.e. that no other process holds it locked.
     """
     path = os.fspath(path)
     # A plain connection: no journal_mode pragma, no migration, no transaction that writes.

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from schema.journal import sqlite_connect
+from comet_journal.schema.journal import sqlite_connect
 
 DEFAULT_STALE_AFTER_S: Final = 600.0
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from uploader.errors import LockedError
+from comet_journal.uploader.errors import LockedError
 
 _HELD: set[tuple[str, int]] = set()
 _HELD_LOCK = threading.Lock()

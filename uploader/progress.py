@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from schema.journal import Journal, sqlite_connect
+from comet_journal.schema.journal import Journal, sqlite_connect
 
 ACKED = "acked"
 REJECTED = "rejected"

@@ -32,13 +32,13 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
-from schema import blobs as blob_store
-from uploader.calls import Call
-from uploader.client import TransportError
-from uploader.errors import AuthError, Stopped
+from comet_journal.schema import blobs as blob_store
+from comet_journal.uploader.calls import Call
+from comet_journal.uploader.client import TransportError
+from comet_journal.uploader.errors import AuthError, Stopped
 
 if TYPE_CHECKING:
-    from uploader.replay import Replayer
+    from comet_journal.uploader.replay import Replayer
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class ReadBack:
         gate = r.gate
         attempt = 0
         query = {k: v for k, v in params.items() if v is not None}
-        from uploader.requests_builder import BuiltRequest
+        from comet_journal.uploader.requests_builder import BuiltRequest
         while True:
             gate.wait_turn(r.stop, r.policy.sleep)
             if r.stop.is_set():
@@ -103,7 +103,7 @@ class ReadBack:
                 attempt += 1
                 continue
             if 300 <= answer.status < 400:
-                from uploader.errors import ServerProtocolError
+                from comet_journal.uploader.errors import ServerProtocolError
                 raise ServerProtocolError(
                     f"{r.config.url} answered the read-back GET {READ}{path} with a redirect "
                     f"(HTTP {answer.status}) to {answer.headers.get('Location') or '?'}; "
@@ -112,7 +112,7 @@ class ReadBack:
                 raise AuthError(f"{r.config.url} refused a read-back ({answer.status}: "
                                 f"{answer.message()})", "check the API key")
             if answer.status == 429:
-                from uploader.retry import parse_retry_after
+                from comet_journal.uploader.retry import parse_retry_after
                 gate.pause(parse_retry_after(answer.headers) or r.policy.backoff(attempt))
                 attempt += 1
                 continue
@@ -370,7 +370,7 @@ class ReadBack:
 
     def _project(self, calls: list[Call], key: str | None) -> list[bool | None]:
         overrides = self.r.builder.overrides
-        from schema.catalogue import ENDPOINTS
+        from comet_journal.schema.catalogue import ENDPOINTS
         verdicts: list[bool | None] = []
         for call in calls:
             p = overrides.apply(ENDPOINTS[call.endpoint], call.payload)

@@ -3,11 +3,11 @@
 Threads: one *dispatcher* (the caller's thread) owns the journal's progress and all ordering
 state; ``concurrency`` *workers* send requests (each with its own HTTP session and journal read
 connection). Work flows dispatcher -> workers through a queue, results come back through
-another; nothing else is shared except the :class:`~uploader.retry.ServerGate`.
+another; nothing else is shared except the :class:`~comet_journal.uploader.retry.ServerGate`.
 
-The dispatcher admits calls from the :class:`~uploader.calls.JournalReader` into a bounded
+The dispatcher admits calls from the :class:`~comet_journal.uploader.calls.JournalReader` into a bounded
 window (``window`` calls read but not settled) and sends each as soon as the ordering rules of
-:mod:`uploader.calls` allow:
+:mod:`comet_journal.uploader.calls` allow:
 
 * an experiment's calls wait for its creation, whose server key is committed to the journal
   before they are released; barriers (stop/archive/delete/restore) wait for every earlier call
@@ -20,14 +20,14 @@ window (``window`` calls read but not settled) and sends each as soon as the ord
 Exactly once. Before a call is handed to a worker, ``sent_through`` covers it (durably), so
 after a crash the calls of unknown outcome are known. A call whose outcome is unknown, from a
 previous run or because the connection failed after the request was sent (timeout, reset,
-5xx), is first looked up through the read API (:mod:`uploader.readback`); only if the server
+5xx), is first looked up through the read API (:mod:`comet_journal.uploader.readback`); only if the server
 does not have it is it sent again. Experiments are created by client key where the server
 offers it (``logger/add/run``: idempotent by key), else by ``write/experiment/create`` after
 looking for an experiment an interrupted create may have made. Every request carries a stable
 ``Idempotency-Key`` (``<journal id>-<seq>``) for servers that deduplicate.
 
-Batch mode's metric points travel as :class:`~uploader.bulk.MetricGroup` units (up to
-``batch_size`` rows, one request, one settlement): see :mod:`uploader.bulk`. The watermark is
+Batch mode's metric points travel as :class:`~comet_journal.uploader.bulk.MetricGroup` units (up to
+``batch_size`` rows, one request, one settlement): see :mod:`comet_journal.uploader.bulk`. The watermark is
 the seq below the oldest unsettled unit (a heap of units' first seqs), never above what the
 reader has handed over.
 
@@ -51,18 +51,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from schema.journal import sqlite_connect
-from uploader.calls import BARRIER, CREATE, GLOBAL, Call, JournalReader, journal_end
-from uploader.batches import BATCH_ENDPOINT
-from uploader.bulk import BATCH_NAME, BulkReader, MetricGroup
-from uploader.client import Client
-from uploader.config import UploadConfig
-from uploader.errors import AuthError, Stopped, UploadError, redact
-from uploader.progress import ExperimentTarget, Progress
-from uploader.requests_builder import Overrides, RequestBuilder
-from uploader.retry import RetryPolicy, ServerGate
-from uploader.sender import Sender
-from uploader.settle import GROUP_ACK_DEFER_S, Settlement, _Suppress as _suppress
+from comet_journal.schema.journal import sqlite_connect
+from comet_journal.uploader.calls import BARRIER, CREATE, GLOBAL, Call, JournalReader, journal_end
+from comet_journal.uploader.batches import BATCH_ENDPOINT
+from comet_journal.uploader.bulk import BATCH_NAME, BulkReader, MetricGroup
+from comet_journal.uploader.client import Client
+from comet_journal.uploader.config import UploadConfig
+from comet_journal.uploader.errors import AuthError, Stopped, UploadError, redact
+from comet_journal.uploader.progress import ExperimentTarget, Progress
+from comet_journal.uploader.requests_builder import Overrides, RequestBuilder
+from comet_journal.uploader.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.sender import Sender
+from comet_journal.uploader.settle import GROUP_ACK_DEFER_S, Settlement, _Suppress as _suppress
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class _Stream:
 class Replayer(Settlement):
     """Uploads one journal to one server. ``run()`` returns a :class:`Summary`.
 
-    The caller holds the :class:`~uploader.lock.UploadLock`.
+    The caller holds the :class:`~comet_journal.uploader.lock.UploadLock`.
     """
 
     def __init__(self, path: str, config: UploadConfig, options: Options | None = None,

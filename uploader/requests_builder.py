@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from schema import blobs as blob_store
-from schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, Endpoint, is_project_ref
+from comet_journal.schema import blobs as blob_store
+from comet_journal.schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, Endpoint, is_project_ref
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 DEFAULT_PROJECT = "general"  # Comet's default project when a journal names none
@@ -30,7 +30,7 @@ DEFAULT_PROJECT = "general"  # Comet's default project when a journal names none
 
 @dataclass
 class BuiltRequest:
-    """One HTTP request, ready for :class:`uploader.client.Client` (and re-sendable)."""
+    """One HTTP request, ready for :class:`comet_journal.uploader.client.Client` (and re-sendable)."""
 
     method: str
     path: str

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Final, Mapping
 
-from uploader.errors import ServerUnreachable
+from comet_journal.uploader.errors import ServerUnreachable
 
 DEFAULT_DEADLINE_S: Final = 300.0
 DEFAULT_BASE_S: Final = 0.5

@@ -6,7 +6,7 @@ issue's rules live:
 * 2xx with Comet's JSON: acknowledged; a 2xx whose body is empty, an HTML page or not JSON
   is not Comet answering (a proxy, a login page): its outcome is unknown, so it is retried
   like a 5xx (read-back first), never acknowledged; a 3xx: :class:`ServerProtocolError` at
-  once (redirects are not followed, see :mod:`uploader.client`); a damaged blob met while
+  once (redirects are not followed, see :mod:`comet_journal.uploader.client`); a damaged blob met while
   sending: :class:`JournalDamagedError` (names the journal and the call), the upload stops;
 * 401/403: :class:`AuthError` stops the whole upload at once; 429: every
   request to the server pauses for ``Retry-After``/``Retry-After-Custom`` (or a backoff);
@@ -14,7 +14,7 @@ issue's rules live:
   deadline; any other 4xx: a permanent rejection, reported and kept for ``--retry-rejected``;
 * an attempt whose outcome is unknown (the request may have reached the server: a timeout
   while waiting, a dropped connection, a 5xx) makes the next attempt start with a read-back
-  (:mod:`uploader.readback`): if the server has the call, it is acked without resending.
+  (:mod:`comet_journal.uploader.readback`): if the server has the call, it is acked without resending.
 """
 
 from __future__ import annotations
@@ -24,20 +24,20 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from schema.blobs import MissingBlobError
-from schema.catalogue import ENDPOINTS, endpoint_named
-from uploader.bulk import MetricGroup, send_group
-from uploader.calls import Call
-from uploader.client import Answer, TransportError
-from uploader.errors import (AuthError, JournalDamagedError, ServerProtocolError, Stopped,
+from comet_journal.schema.blobs import MissingBlobError
+from comet_journal.schema.catalogue import ENDPOINTS, endpoint_named
+from comet_journal.uploader.bulk import MetricGroup, send_group
+from comet_journal.uploader.calls import Call
+from comet_journal.uploader.client import Answer, TransportError
+from comet_journal.uploader.errors import (AuthError, JournalDamagedError, ServerProtocolError, Stopped,
                              UploadError, redact)
-from uploader.progress import ExperimentTarget
-from uploader.readback import ReadBack
-from uploader.requests_builder import BuiltRequest, encode_json
-from uploader.retry import parse_retry_after
+from comet_journal.uploader.progress import ExperimentTarget
+from comet_journal.uploader.readback import ReadBack
+from comet_journal.uploader.requests_builder import BuiltRequest, encode_json
+from comet_journal.uploader.retry import parse_retry_after
 
 if TYPE_CHECKING:
-    from uploader.replay import Replayer
+    from comet_journal.uploader.replay import Replayer
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class Sender:
     # --- batches --------------------------------------------------------------------------
 
     def _send_batch(self, calls: list[Call], target: ExperimentTarget) -> Outcome:
-        from uploader.batches import send_batch
+        from comet_journal.uploader.batches import send_batch
         return send_batch(self, calls, target)
 
     # --- the retry loop -------------------------------------------------------------------

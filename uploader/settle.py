@@ -1,11 +1,11 @@
 """Settling the replay's results: acks and rejections, the watermark, durable progress.
 
-A mixin of :class:`uploader.replay.Replayer` (one state machine, two files): the replay's
-dispatcher reads, orders and hands out work (:mod:`uploader.replay`); this part takes the
+A mixin of :class:`comet_journal.uploader.replay.Replayer` (one state machine, two files): the replay's
+dispatcher reads, orders and hands out work (:mod:`comet_journal.uploader.replay`); this part takes the
 workers' outcomes, records them in memory, and commits them to the journal in batches, one
 transaction each, together with the new watermark:
 
-* every unit settled (a call, or a :class:`~uploader.bulk.MetricGroup`'s rows) is kept until
+* every unit settled (a call, or a :class:`~comet_journal.uploader.bulk.MetricGroup`'s rows) is kept until
   its commit; only then is it *released* (``_released``: what waited for it may go);
 * the watermark is the seq just below the oldest unsettled main-line unit (a heap of units'
   first seqs) and never above what the reader has handed over (``floor``); acks it covers
@@ -20,10 +20,10 @@ from __future__ import annotations
 import heapq
 import time
 
-from uploader.bulk import MetricGroup
-from uploader.calls import BARRIER, CREATE, GLOBAL, ORDERED, Call
-from uploader.errors import Stopped
-from uploader.sender import Outcome
+from comet_journal.uploader.bulk import MetricGroup
+from comet_journal.uploader.calls import BARRIER, CREATE, GLOBAL, ORDERED, Call
+from comet_journal.uploader.errors import Stopped
+from comet_journal.uploader.sender import Outcome
 
 GROUP_ACK_DEFER_S = 0.5
 
@@ -37,7 +37,7 @@ class _Suppress:
 
 
 class Settlement:
-    """Results to durable progress (mixed into :class:`~uploader.replay.Replayer`)."""
+    """Results to durable progress (mixed into :class:`~comet_journal.uploader.replay.Replayer`)."""
 
     def _on_result(self, item: tuple) -> None:
         call, outcome = item

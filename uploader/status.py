@@ -11,8 +11,8 @@ import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
-from schema.journal import read_header
-from uploader.errors import redact
+from comet_journal.schema.journal import read_header
+from comet_journal.uploader.errors import redact
 
 _BLOB_SIZE_SQL = ("coalesce(json_extract(c.payload, '$.file.size'), 0) + "
                   "coalesce(json_extract(c.payload, '$.content.size'), 0) + "
@@ -57,7 +57,7 @@ class PendingReport:
 
 
 def pending_report(path: str, identity: str, server: str) -> PendingReport:
-    """Raises :class:`schema.errors.JournalError` for a missing or unreadable journal."""
+    """Raises :class:`comet_journal.schema.errors.JournalError` for a missing or unreadable journal."""
     path = os.fspath(path)
     read_header(path)
     conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=30)

@@ -2,8 +2,8 @@
 
 Example::
 
-    from uploader.config import resolve
-    from uploader.upload import upload_journal
+    from comet_journal.uploader.config import resolve
+    from comet_journal.uploader.upload import upload_journal
     summary = upload_journal("run.db", resolve(url="http://127.0.0.1:8080"))
     summary.rejected    # [] when everything is on the server
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from schema.journal import read_header, translate_error
-from uploader.config import UploadConfig
-from uploader.integrity import verify_journal
-from uploader.lock import UploadLock
-from uploader.progress import holder_text
-from uploader.replay import Options, Replayer, Summary
+from comet_journal.schema.journal import read_header, translate_error
+from comet_journal.uploader.config import UploadConfig
+from comet_journal.uploader.integrity import verify_journal
+from comet_journal.uploader.lock import UploadLock
+from comet_journal.uploader.progress import holder_text
+from comet_journal.uploader.replay import Options, Replayer, Summary
 
 
 def upload_journal(path: str | os.PathLike, config: UploadConfig,
@@ -26,7 +26,7 @@ def upload_journal(path: str | os.PathLike, config: UploadConfig,
     """Upload everything pending in ``path`` (up to its end when the upload starts).
 
     :param wait: if another uploader holds this journal for this server, wait for it
-        instead of raising :class:`~uploader.errors.LockedError`.
+        instead of raising :class:`~comet_journal.uploader.errors.LockedError`.
     :raises schema.errors.JournalError: the journal cannot be read, is damaged (naming the
         damaged calls by seq), or another process holds it locked past the busy timeout.
     :raises uploader.errors.UploadError: bad key, server unreachable past the deadline, ...
@@ -63,7 +63,7 @@ def _upload(path: str, config: UploadConfig, options: Options | None, wait: bool
             return replayer.run()
         finally:
             try:
-                from uploader.progress import Progress
+                from comet_journal.uploader.progress import Progress
                 p = Progress(path, config.identity, config.url, config.workspace,
                              config.project)
                 p.set_holder(None)

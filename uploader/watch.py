@@ -2,12 +2,12 @@
 
 ``WatchDaemon.run()`` is the loop behind ``comet-upload watch DIR...``:
 
-* **Discovery**: an initial scan, then debounced file events (:mod:`uploader.fs_events`:
+* **Discovery**: an initial scan, then debounced file events (:mod:`comet_journal.uploader.fs_events`:
   inotify, or polling on network file systems), plus a periodic rescan as a safety net for
   missed events. Journals are recognised by their header, not their name.
 * **Fairness**: a bounded pool of uploads (``parallel``); each upload runs for at most
   ``time_slice_s`` and goes to the back of the queue if more is pending, so one huge journal
-  cannot starve the others. One :class:`~uploader.retry.ServerGate` is shared by every upload
+  cannot starve the others. One :class:`~comet_journal.uploader.retry.ServerGate` is shared by every upload
   to the server, so a 429 pauses all of them.
 * **Live runs**: a journal still being written is uploaded up to its current end on every
   change; while its run is live the daemon keeps its experiments marked alive on the server
@@ -16,7 +16,7 @@
   deleted as asked). A journal whose writer died without ending it is reported as stale.
 * **Fault isolation**: an unreadable, corrupt or rejected journal is reported and skipped
   (retried when it changes); nothing a journal does can crash the daemon.
-* **Company**: every upload holds the journal's upload lock (:mod:`uploader.lock`); a journal
+* **Company**: every upload holds the journal's upload lock (:mod:`comet_journal.uploader.lock`); a journal
   busy with another daemon or a manual ``comet-upload`` is skipped and tried again later.
 * **Stopping**: :meth:`WatchDaemon.stop` lets in-flight requests finish (progress is
   durable either way) and returns within a few seconds.
@@ -35,18 +35,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Final
 
-from schema.errors import JournalError, JournalLockedError, NotAJournalError
-from uploader.client import Client, TransportError
-from uploader.config import UploadConfig
-from uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
-from uploader.errors import AuthError, LockedError, UploadError, redact
-from uploader.events import EventLog
-from uploader.fs_events import JournalEvents
-from uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
-from uploader.replay import Options, Summary
-from uploader.requests_builder import RequestBuilder, Overrides
-from uploader.retry import RetryPolicy, ServerGate
-from uploader.upload import upload_journal
+from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
+from comet_journal.uploader.client import Client, TransportError
+from comet_journal.uploader.config import UploadConfig
+from comet_journal.uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
+from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
+from comet_journal.uploader.events import EventLog
+from comet_journal.uploader.fs_events import JournalEvents
+from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
+from comet_journal.uploader.replay import Options, Summary
+from comet_journal.uploader.requests_builder import RequestBuilder, Overrides
+from comet_journal.uploader.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.upload import upload_journal
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class WatchDaemon:
                       level="warning")
 
     def _finished(self, entry: JournalEntry) -> None:
-        from uploader.progress import Progress
+        from comet_journal.uploader.progress import Progress
         progress = Progress(entry.path, self.config.identity, self.config.url,
                             self.config.workspace, self.config.project)
         try:
