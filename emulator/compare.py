@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from comet_journal.schema.blobs import is_blob_ref, read_blob
 from comet_journal.schema.catalogue import ENDPOINTS
+from comet_journal.schema.ordering import BARRIER, ORDERING
 
 # What a journal call or an applied request becomes (endpoint -> kind of item).
 POSITIONED_KINDS = frozenset({"metric", "output", "cpu_metrics", "ram_metrics", "load_metrics",
@@ -189,8 +190,7 @@ def compare(journal_paths: list[str], state: dict) -> Comparison:
     return result
 
 
-_BARRIERS = frozenset({"experiment_stop", "experiment_archive", "experiment_delete",
-                       "experiment_restore"})
+_BARRIERS = frozenset(name for name, order in ORDERING.items() if order.kind == BARRIER)
 
 
 def _stream(item: tuple):

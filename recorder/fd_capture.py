@@ -31,7 +31,7 @@ import time
 import weakref
 from typing import Any, Final
 
-from comet_journal.recorder.output_capture import _Capture, _LineSplitter
+from comet_journal.recorder.capture import Capture, LineSplitter
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,13 @@ class _FdStream:
         self.saved = saved
         self.read_end = read_end
         self.stderr = stderr
-        self.splitter = _LineSplitter()
+        self.splitter = LineSplitter()
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.forward = True  # False once the original descriptor is broken
         self.open = True
 
 
-class FdCapture(_Capture):
+class FdCapture(Capture):
     """Redirects file descriptors 1 and 2 through pipes (see the module docstring)."""
 
     def __init__(self, experiment: Any, restart_in_child: bool = True):

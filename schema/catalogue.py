@@ -100,8 +100,6 @@ class Endpoint:
                 return f
         raise KeyError(f"{self.name} has no field {name!r}")
 
-    def fields_at(self, location: str) -> tuple[Field, ...]:
-        return tuple(f for f in self.fields if f.location == location)
 
 
 class CatalogueError(ValueError):
@@ -403,9 +401,9 @@ def documented_endpoints() -> Iterable[Endpoint]:
     return (e for e in _ENDPOINT_LIST if e.documented)
 
 
-def sdk_endpoints() -> Iterable[Endpoint]:
-    """The official SDK's own routes (``SDK_ENDPOINTS``), in the catalogue's order."""
-    return iter(_SDK_ENDPOINT_LIST)
+def blob_fields() -> frozenset[str]:
+    """Names of the fields that hold a blob reference in the journal (any endpoint)."""
+    return frozenset(f.name for e in _ENDPOINT_LIST for f in e.fields if f.blob)
 
 
 def endpoint_named(name: str) -> Endpoint:

@@ -182,7 +182,7 @@ def test_every_kind_of_call_passes_the_check(tmp_path):
     authoritative Python check, which decides."""
     from comet_journal import Experiment, Project
     from test_recorder_api import EXPERIMENT_CALLS, PROJECT_CALLS
-    from comet_journal.uploader.integrity import verify_journal
+    from comet_journal.uploader.journal.integrity import verify_journal
     asset = tmp_path / "weights.bin"
     asset.write_bytes(os.urandom(3000))
     journal = str(tmp_path / "walk.db")

@@ -56,7 +56,7 @@ def _pending(url, journal, cli: bool = False) -> dict[str, int]:
         report = json.loads(proc.stdout)["journals"][0]
     else:
         from comet_journal.uploader.config import Secret, UploadConfig, normalise_url
-        from comet_journal.uploader.status import pending_report
+        from comet_journal.uploader.journal.status import pending_report
         cfg = UploadConfig(api_key=Secret(""), url=normalise_url(url), key_source="")
         report = pending_report(str(journal), cfg.identity, cfg.url).as_dict()
     out: dict[str, int] = {}

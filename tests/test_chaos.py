@@ -9,9 +9,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.timeout(420)  # one minute of chaos, then the upload and the comparison
 def test_one_minute_chaos_soak(tmp_path):
     out = tmp_path / "chaos.json"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "chaos.py"),

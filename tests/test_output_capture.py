@@ -19,7 +19,8 @@ import pytest
 from auto_helpers import PYTHON, auto_on, child_env, options  # noqa: F401  (auto_on: fixture)
 from journal_helpers import rows
 from comet_journal import Experiment
-from comet_journal.recorder.output_capture import MAX_LINE_CHARS, PythonCapture, _LineSplitter
+from comet_journal.recorder.capture import MAX_LINE_CHARS, LineSplitter
+from comet_journal.recorder.output_capture import PythonCapture
 
 pytestmark = pytest.mark.usefixtures("auto_on")
 
@@ -41,20 +42,20 @@ def texts(journal, stderr: bool) -> list[str]:
 # --- the line splitter ------------------------------------------------------------------------
 
 def test_line_splitter_keeps_newlines_and_partial_lines():
-    s = _LineSplitter()
+    s = LineSplitter()
     assert s.feed("a") == [] and s.feed("b\nc\n\nd") == ["ab\n", "c\n", "\n"]
     assert s.feed("") == [] and s.rest() == "d" and s.rest() == ""
 
 
 def test_line_splitter_keeps_what_a_carriage_return_leaves_on_screen():
-    s = _LineSplitter()
+    s = LineSplitter()
     assert s.feed("\r 10%") == [] and s.feed("\r 50%") == [] and s.feed("\r100%\n") == ["\r100%\n"]
     assert s.feed("dos line\r") == [] and s.feed("\n") == ["dos line\r\n"]
     assert s.feed("a\rb\r\n") == ["\rb\r\n"]
 
 
 def test_line_splitter_cuts_very_long_lines():
-    s = _LineSplitter()
+    s = LineSplitter()
     assert s.feed("x" * MAX_LINE_CHARS) == []
     out = s.feed("y" * (MAX_LINE_CHARS + 5))
     assert out == ["x" * MAX_LINE_CHARS, "y" * MAX_LINE_CHARS] and s.rest() == "yyyyy"

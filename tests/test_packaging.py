@@ -8,6 +8,7 @@ old layout overwrote), then uninstalls it again.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -54,8 +55,12 @@ def test_wheel_installs_beside_pypi_schema_and_uninstalls_cleanly(tmp_path):
                              capture_output=True, text=True, timeout=120, env=pip_env)
     if fetched.returncode != 0:
         pytest.skip(f"PyPI not reachable for schema==0.7.8: {fetched.stderr.strip()[-300:]}")
+    # Built from a copy: setuptools reuses an in-tree build/ (stale modules would ship).
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", "bench-results", "*.db*"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dl"),
-          str(REPO)], tmp_path, env=pip_env)
+          str(source)], tmp_path, env=pip_env)
     wheel = next((tmp_path / "dl").glob("comet_journal-*.whl"))
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], tmp_path)

@@ -13,8 +13,8 @@ import time
 from test_upload_support import (CLI, FAST, KEY, ROOT, applied_counts, assert_server_matches,
                                  make_journal, new_experiment, upload)
 from comet_journal.uploader.config import resolve
-from comet_journal.uploader.replay import Options
-from comet_journal.uploader.retry import RetryPolicy
+from comet_journal.uploader.replay.summary import Options
+from comet_journal.uploader.wire.retry import RetryPolicy
 from comet_journal.uploader.upload import upload_journal
 
 POLICY = RetryPolicy(base_s=0.01, cap_s=0.05, read_timeout_s=10)
@@ -121,11 +121,16 @@ def test_kill_9_mid_batch_upload_then_resume(emulator_factory, tmp_path):
         {"route": "batch_metrics", "kind": "drop_after", "rate": 0.05}]})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["PYTHONPATH"] = ROOT
-    for delay in (1.2, 0.9):
+    for delay in (0.3, 0.1):
+        before = applied_counts(emu).get("batch_metrics", 0)
         proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST, "--batch",
                                  "--batch-size", "40", path], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 30  # a loaded machine may take seconds to start it
+        while applied_counts(emu).get("batch_metrics", 0) <= before and \
+                time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(delay)  # then kill it mid-upload
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert applied_counts(emu)["batch_metrics"] > 0

@@ -11,8 +11,8 @@ import pytest
 
 from test_upload_support import KEY, assert_server_matches, make_journal
 from comet_journal.uploader.config import resolve
-from comet_journal.uploader.replay import STOP_GRACE_S, Options
-from comet_journal.uploader.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options
+from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
 from comet_journal.uploader.upload import upload_journal
 
 FAST = dict(base_s=0.01, cap_s=0.05, read_timeout_s=30)

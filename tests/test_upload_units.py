@@ -8,8 +8,8 @@ import pytest
 
 from comet_journal.uploader.config import Secret, normalise_url, resolve, url_from_api_key
 from comet_journal.uploader.errors import ConfigError, LockedError, ServerUnreachable, redact
-from comet_journal.uploader.lock import UploadLock
-from comet_journal.uploader.retry import RetryPolicy, ServerGate, parse_retry_after
+from comet_journal.uploader.journal.lock import UploadLock
+from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate, parse_retry_after
 
 
 class FakeClock:
@@ -104,7 +104,7 @@ def test_builder_uses_catalogue_locations(tmp_path):
 
     from comet_journal.schema import blobs
     from comet_journal.schema.journal import Journal, sqlite_connect
-    from comet_journal.uploader.requests_builder import Overrides, RequestBuilder
+    from comet_journal.uploader.wire.requests import Overrides, RequestBuilder
     path = str(tmp_path / "j.db")
     Journal.open(path, create=True).close()
     conn = sqlite_connect(path)

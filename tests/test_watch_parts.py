@@ -12,9 +12,9 @@ import time
 import pytest
 
 from comet_journal import Experiment
-from comet_journal.uploader.discovery import iter_journals, journal_of, mount_fs_type, needs_polling
-from comet_journal.uploader.fs_events import JournalEvents
-from comet_journal.uploader.liveness import ENDED, LIVE, STALE, journal_liveness
+from comet_journal.uploader.journal.discovery import iter_journals, journal_of, mount_fs_type, needs_polling
+from comet_journal.uploader.watch.fs_events import JournalEvents
+from comet_journal.uploader.journal.liveness import ENDED, LIVE, STALE, journal_liveness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

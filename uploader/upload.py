@@ -15,10 +15,11 @@ import sqlite3
 
 from comet_journal.schema.journal import read_header, translate_error
 from comet_journal.uploader.config import UploadConfig
-from comet_journal.uploader.integrity import verify_journal
-from comet_journal.uploader.lock import UploadLock
-from comet_journal.uploader.progress import holder_text
-from comet_journal.uploader.replay import Options, Replayer, Summary
+from comet_journal.uploader.journal.integrity import verify_journal
+from comet_journal.uploader.journal.lock import UploadLock
+from comet_journal.uploader.journal.progress import holder_text
+from comet_journal.uploader.replay.replayer import Replayer
+from comet_journal.uploader.replay.summary import Options, Summary
 
 
 def upload_journal(path: str | os.PathLike, config: UploadConfig,
@@ -63,7 +64,7 @@ def _upload(path: str, config: UploadConfig, options: Options | None, wait: bool
             return replayer.run()
         finally:
             try:
-                from comet_journal.uploader.progress import Progress
+                from comet_journal.uploader.journal.progress import Progress
                 p = Progress(path, config.identity, config.url, config.workspace,
                              config.project)
                 p.set_holder(None)

@@ -150,11 +150,11 @@ class Progress:
 
     # --- projects -----------------------------------------------------------------------
 
-    def project_id(self, workspace: str, project: str) -> str | None:
-        row = self.conn.execute("SELECT project_id FROM upload_projects WHERE target_id=? AND "
-                                "workspace=? AND project=?",
-                                (self.target_id, workspace, project)).fetchone()
-        return row[0] if row else None
+    def project_ids(self) -> dict[tuple[str, str], str]:
+        """The server's ids of projects this target created or found: (workspace, project)."""
+        return {(r[0], r[1]): r[2] for r in self.conn.execute(
+            "SELECT workspace, project, project_id FROM upload_projects WHERE target_id=?",
+            (self.target_id,))}
 
     def set_project_id(self, workspace: str, project: str, project_id: str) -> None:
         with _tx(self.conn):
@@ -162,6 +162,19 @@ class Progress:
                               (self.target_id, workspace, project, project_id))
 
     # --- calls --------------------------------------------------------------------------
+
+    def count_pending(self, end_seq: int) -> int:
+        """Calls up to ``end_seq`` not settled on this target (retries included)."""
+        t, acked = self.target_id, self.acked_through
+        above = self.conn.execute("SELECT count(*) FROM calls WHERE seq > ? AND seq <= ?",
+                                  (acked, end_seq)).fetchone()[0]
+        settled_above = self.conn.execute(
+            "SELECT count(*) FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
+            (t, acked, end_seq)).fetchone()[0]
+        retries = self.conn.execute("SELECT count(*) FROM upload_state WHERE target_id=? AND "
+                                    "state IN ('retry','unknown') AND seq <= ?",
+                                    (t, acked)).fetchone()[0]
+        return above - settled_above + retries
 
     def raise_sent_through(self, seq: int) -> None:
         """Durably mark every call up to ``seq`` as possibly sent (before sending them)."""

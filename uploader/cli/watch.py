@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 
 import click
 
-from comet_journal.uploader.cli import (EXIT_ERROR, _deadline, _error, _resolve_or_exit, _retry_options,
-                          _server_options, _setup_logging, main)
+from comet_journal.uploader.cli.options import (EXIT_ERROR, error, parse_deadline,
+                                                resolve_or_exit, retry_options,
+                                                server_options, setup_logging)
 from comet_journal.uploader.errors import UploadError
-from comet_journal.uploader.events import EventLog
-from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S
-from comet_journal.uploader.replay import Options
-from comet_journal.uploader.retry import RetryPolicy
-from comet_journal.uploader.watch import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
+from comet_journal.uploader.watch.events import EventLog
+from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S
+from comet_journal.uploader.replay.summary import Options
+from comet_journal.uploader.wire.retry import RetryPolicy
+from comet_journal.uploader.watch.daemon import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
                             WatchDaemon, WatchOptions)
 
 
@@ -26,10 +26,10 @@ def _after_upload(value: str) -> str:
     raise click.BadParameter("give keep, delete or move:DIR")
 
 
-@main.command("watch")
+@click.command("watch")
 @click.argument("directories", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
-@_server_options
+@server_options
 @click.option("--ca-bundle", type=click.Path(dir_okay=False),
               help="Verify TLS with this CA bundle (verification is always on).")
 @click.option("--pattern", default="*.db", show_default=True,
@@ -56,7 +56,7 @@ def _after_upload(value: str) -> str:
 @click.option("--no-keepalive", is_flag=True, help="Do not keep live runs marked alive.")
 @click.option("--deadline", default="forever", show_default=True,
               help="Give up on the server after this many seconds without a successful answer.")
-@_retry_options
+@retry_options
 @click.option("--json-log", is_flag=True, help="One JSON object per event on stderr.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
@@ -81,9 +81,9 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
       comet-upload watch --poll 5 --after-upload move:/scratch/done /lustre/runs
       comet-upload watch --json-log runs/ 2>>watch.log
     """
-    _setup_logging(verbose, quiet)
-    config = _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
-    policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=_deadline(deadline),
+    setup_logging(verbose, quiet)
+    config = resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
+    policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=parse_deadline(deadline),
                          read_timeout_s=timeout)
     options = WatchOptions(
         pattern=pattern, poll_interval=poll, parallel=parallel, time_slice_s=time_slice,
@@ -95,7 +95,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
     try:
         daemon = WatchDaemon(list(directories), config, options, log)
     except UploadError as exc:
-        _error(exc.message, exc.hint)
+        error(exc.message, exc.hint)
         sys.exit(EXIT_ERROR)
 
     def on_signal(signum, _frame):
@@ -109,22 +109,3 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     sys.exit(daemon.run())
-
-
-def directory_status_command(roots: list[str], config, as_json: bool) -> int:
-    """``comet-upload status DIR``: one line per journal; exit 1 if any failed."""
-    from comet_journal.uploader.dir_status import STATES, directory_status
-    statuses = directory_status(roots, config.identity, config.url)
-    counts = {state: sum(1 for s in statuses if s.state == state) for state in STATES}
-    code = EXIT_ERROR if counts["failed"] else 0
-    if as_json:
-        click.echo(json.dumps({"server": config.url, "counts": counts, "exit_code": code,
-                               "journals": [s.as_dict() for s in statuses]}, sort_keys=True))
-        return code
-    click.echo(f"server: {config.url}")
-    for s in statuses:
-        extra = f"  {s.detail}" if s.detail else ""
-        click.echo(f"{s.state:<9} {s.journal}  calls={s.total_calls} pending={s.pending}"
-                   f"{extra}")
-    click.echo(", ".join(f"{n} {state}" for state, n in counts.items()))
-    return code

@@ -16,9 +16,9 @@ import sqlite3
 from dataclasses import asdict, dataclass
 
 from comet_journal.schema.errors import JournalError, NotAJournalError
-from comet_journal.uploader.discovery import DEFAULT_PATTERN, iter_matching
-from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
-from comet_journal.uploader.status import pending_report
+from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_matching
+from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
+from comet_journal.uploader.journal.status import pending_report
 
 STATES = ("uploaded", "live", "pending", "stale", "failed")
 

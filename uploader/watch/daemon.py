@@ -2,7 +2,7 @@
 
 ``WatchDaemon.run()`` is the loop behind ``comet-upload watch DIR...``:
 
-* **Discovery**: an initial scan, then debounced file events (:mod:`comet_journal.uploader.fs_events`:
+* **Discovery**: an initial scan, then debounced file events (:mod:`comet_journal.uploader.watch.fs_events`:
   inotify, or polling on network file systems), plus a periodic rescan as a safety net for
   missed events. Journals are recognised by their header, not their name.
 * **Fairness**: a bounded pool of uploads (``parallel``); each upload runs for at most
@@ -16,7 +16,7 @@
   deleted as asked). A journal whose writer died without ending it is reported as stale.
 * **Fault isolation**: an unreadable, corrupt or rejected journal is reported and skipped
   (retried when it changes); nothing a journal does can crash the daemon.
-* **Company**: every upload holds the journal's upload lock (:mod:`comet_journal.uploader.lock`); a journal
+* **Company**: every upload holds the journal's upload lock (:mod:`comet_journal.uploader.journal.lock`); a journal
   busy with another daemon or a manual ``comet-upload`` is skipped and tried again later.
 * **Stopping**: :meth:`WatchDaemon.stop` lets in-flight requests finish (progress is
   durable either way) and returns within a few seconds.
@@ -36,16 +36,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Final
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
-from comet_journal.uploader.client import Client, TransportError
 from comet_journal.uploader.config import UploadConfig
-from comet_journal.uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
+from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
-from comet_journal.uploader.events import EventLog
-from comet_journal.uploader.fs_events import JournalEvents
-from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
-from comet_journal.uploader.replay import Options, Summary
-from comet_journal.uploader.requests_builder import RequestBuilder, Overrides
-from comet_journal.uploader.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.watch.events import EventLog
+from comet_journal.uploader.watch.fs_events import JournalEvents
+from comet_journal.uploader.watch.keepalive import KeepAlive
+from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
+from comet_journal.uploader.replay.summary import Options, Summary
+from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
 from comet_journal.uploader.upload import upload_journal
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_PARALLEL: Final = 4
 DEFAULT_TIME_SLICE_S: Final = 10.0
 DEFAULT_RESCAN_S: Final = 5.0
-DEFAULT_KEEPALIVE_S: Final = 10.0  # until the server says otherwise
 BUSY_RETRY_S: Final = 2.0  # another uploader holds the journal: look again this much later
 ERROR_RETRY_S: Final = 10.0  # an upload failed (server unreachable): try again this later
 
@@ -129,7 +127,8 @@ class WatchDaemon:
         self._fatal: str | None = None
         self.events = JournalEvents(self.roots, self.options.pattern,
                                     self.options.poll_interval)
-        self._keepalive = _KeepAlive(self) if self.options.keepalive else None
+        self._keepalive = KeepAlive(config, self.options.replay.policy, self._stop,
+                                    self._live_server_keys) if self.options.keepalive else None
 
     # --- control ----------------------------------------------------------------------------
 
@@ -349,7 +348,7 @@ class WatchDaemon:
                       level="warning")
 
     def _finished(self, entry: JournalEntry) -> None:
-        from comet_journal.uploader.progress import Progress
+        from comet_journal.uploader.journal.progress import Progress
         progress = Progress(entry.path, self.config.identity, self.config.url,
                             self.config.workspace, self.config.project)
         try:
@@ -394,53 +393,13 @@ class WatchDaemon:
             self.log(state, f"{shown_detail}{retry}", journal=entry.path,
                      state=state, detail=detail, level=level)
 
+    def _live_server_keys(self) -> set[str]:
+        return {k for e in self.snapshot() if e.live and e.state not in (UPLOADED, STALE_STATE, FAILED)
+                for k in e.server_keys}
+
     def snapshot(self) -> list[JournalEntry]:
         with self._lock:
             return [dataclasses.replace(e) for e in self.entries.values()]
-
-
-class _KeepAlive(threading.Thread):
-    """Keeps the experiments of live journals marked alive on the server (``set-status``),
-    at the interval the server asks for (``isAliveBeatDurationMillis``)."""
-
-    def __init__(self, daemon: WatchDaemon):
-        super().__init__(name="comet-upload.keepalive", daemon=True)
-        self.owner = daemon
-        self.interval = DEFAULT_KEEPALIVE_S
-        policy = daemon.options.replay.policy
-        self.client = Client(daemon.config, policy, pool_size=1)
-        self.builder = RequestBuilder(Overrides(None, None, None), lambda: None)
-
-    def run(self) -> None:
-        stop = self.owner._stop
-        last_beat: dict[str, float] = {}  # a run that becomes live gets its first beat at once
-        while not stop.wait(0.5):
-            keys = {k for e in self.owner.snapshot()
-                    if e.live and e.state not in (UPLOADED, STALE_STATE, FAILED)
-                    for k in e.server_keys}
-            for key in sorted(keys):
-                if stop.is_set():
-                    break
-                if time.monotonic() - last_beat.get(key, float("-inf")) >= self.interval:
-                    last_beat[key] = time.monotonic()
-                    self._beat(key)
-        self.client.close()
-
-    def _beat(self, server_key: str) -> None:
-        try:
-            request = self.builder.build("experiment_keepalive", {}, server_key=server_key,
-                                         ts_ms=int(time.time() * 1000))
-            answer = self.client.send(request)
-        except (TransportError, UploadError, ValueError) as exc:
-            logger.debug("keep-alive for %s failed: %s", server_key, exc)
-            return
-        if answer.status == 200:
-            try:
-                millis = answer.json().get("isAliveBeatDurationMillis")
-                if isinstance(millis, (int, float)) and millis >= 1000:
-                    self.interval = min(millis / 1000, 600.0)
-            except (ValueError, AttributeError):
-                pass
 
 
 def _side_files(path: str) -> list[str]:

@@ -98,8 +98,9 @@ class Overrides:
 class MultipartBody(io.RawIOBase):
     """A ``multipart/form-data`` body read lazily: literal segments and journal blobs.
 
-    ``len()`` is the exact byte count (so requests sends a ``Content-Length``); reading pulls
-    one verified journal chunk at a time.
+    ``len()`` is the exact byte count and ``tell()`` the bytes read so far, so requests sends
+    a ``Content-Length`` (some proxies answer 411 to a chunked upload); reading pulls one
+    verified journal chunk at a time.
     """
 
     def __init__(self, segments: list, conn: sqlite3.Connection | None, boundary: str):
@@ -111,6 +112,7 @@ class MultipartBody(io.RawIOBase):
         self._iter = self._pieces()
         self._current = memoryview(b"")
         self._pos = 0
+        self._read = 0
 
     def _pieces(self) -> Iterator[bytes]:
         for segment in self._segments:
@@ -122,18 +124,23 @@ class MultipartBody(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self._read
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             rest = [bytes(self._current[self._pos:])] + list(self._iter)
             self._current, self._pos = memoryview(b""), 0
-            return b"".join(rest)
-        while self._pos >= len(self._current):
-            nxt = next(self._iter, None)
-            if nxt is None:
-                return b""
-            self._current, self._pos = memoryview(nxt), 0
-        out = bytes(self._current[self._pos:self._pos + n])
-        self._pos += len(out)
+            out = b"".join(rest)
+        else:
+            while self._pos >= len(self._current):
+                nxt = next(self._iter, None)
+                if nxt is None:
+                    return b""
+                self._current, self._pos = memoryview(nxt), 0
+            out = bytes(self._current[self._pos:self._pos + n])
+            self._pos += len(out)
+        self._read += len(out)
         return out
 
     def readinto(self, b) -> int:

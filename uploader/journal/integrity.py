@@ -27,7 +27,7 @@ pending row; rows already uploaded are not read.
 
 Example::
 
-    from comet_journal.uploader.integrity import verify_journal
+    from comet_journal.uploader.journal.integrity import verify_journal
     verify_journal("run.db", identity)   # raises schema.errors.JournalError when damaged
 """
 

@@ -1,23 +1,6 @@
-"""Journal calls as the replay sees them: reading pending calls, and how each may be ordered.
+"""Journal calls as the replay sees them: reading the pending calls of one target in order.
 
-Ordering rules (the issue's "Order" section), decided per endpoint from the catalogue:
-
-* ``create``: the experiment's creation; nothing of that experiment is sent before its key is
-  known and recorded;
-* ``barrier``: stop, archive, delete, restore: sent after everything of the experiment logged
-  before it has settled, and nothing of that experiment logged after it goes before it;
-* ``global``: project and viz-instance calls (create/update/notes/delete project, store
-  saves): they can change what later calls refer to (a project created before experiments are
-  put into it), so they are applied alone, in journal order, between everything before and
-  everything after them (they are rare);
-* ``ordered``: calls whose effect depends on order go through a *stream*, one call at a time
-  in journal order: a parameter or "other" of one name, the html, the tags, code, graph, git,
-  system details, start/end time, keep-alive, an asset of one file name (overwrite), a
-  symlink;
-* ``positioned``: calls that carry their own position (catalogue ``positioned``: metric
-  points, output lines, system samples) may be sent concurrently. Their stream key is the
-  whole call (payload and time), so only *identical* calls are serialised, which is what lets
-  a read-back count copies unambiguously.
+How each call may be ordered is decided by :mod:`comet_journal.schema.ordering`.
 """
 
 from __future__ import annotations
@@ -27,32 +10,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from comet_journal.schema.catalogue import ENDPOINTS, EXPERIMENT
-
-CREATE = "create"
-BARRIER = "barrier"
-GLOBAL = "global"
-ORDERED = "ordered"
-POSITIONED = "positioned"
-
-_BARRIERS = frozenset({"experiment_stop", "experiment_archive", "experiment_delete",
-                       "experiment_restore"})
-# The field that splits an ordered endpoint into independent streams (by name).
-_STREAM_FIELD = {"log_parameter": "parameterName", "log_other": "key",
-                 "upload_asset": "fileName", "project_symlink": "projectName"}
-
-
-def kind_of(endpoint: str) -> str:
-    if endpoint == "experiment_create":
-        return CREATE
-    if endpoint in _BARRIERS:
-        return BARRIER
-    ep = ENDPOINTS[endpoint]
-    if ep.entity != EXPERIMENT:
-        return GLOBAL
-    if ep.positioned:
-        return POSITIONED
-    return ORDERED
+from comet_journal.schema.ordering import kind_of, stream_key
 
 
 @dataclass(eq=False)
@@ -83,20 +41,10 @@ class Call:
         return f"call {self.seq} ({self.endpoint}{' ' + repr(name) if name else ''})"
 
 
-def stream_key(call: Call) -> Any:
-    """The ordering stream of a call (see the module docstring)."""
-    exp = call.experiment_id
-    if call.kind == POSITIONED:
-        return (exp, call.endpoint, call.ts_ms, call.text)
-    name_field = _STREAM_FIELD.get(call.endpoint)
-    if name_field:
-        return (exp, call.endpoint, call.payload.get(name_field))
-    return (exp, call.endpoint)
-
-
 def classify(call: Call) -> Call:
+    """Fill in the call's ordering kind and stream (:mod:`~comet_journal.schema.ordering`)."""
     call.kind = kind_of(call.endpoint)
-    call.stream = stream_key(call) if call.kind in (ORDERED, POSITIONED) else None
+    call.stream = stream_key(call)
     return call
 
 
@@ -110,16 +58,15 @@ class JournalReader:
     """
 
     PAGE = 2000
-    buffered = 0  # rows read but not yet yielded (see uploader.bulk.BulkReader)
+    buffered = 0  # rows read but not yet yielded (see journal.groups.BulkReader)
 
     def __init__(self, conn: sqlite3.Connection, target_id: int, acked_through: int,
-                 sent_through: int, end_seq: int, tables_exist: bool = True):
+                 sent_through: int, end_seq: int):
         self.conn = conn
         self.target_id = target_id
         self.acked_through = acked_through
         self.sent_through = sent_through
         self.end_seq = end_seq
-        self.tables_exist = tables_exist
         self.position = acked_through  # every main-line row up to here has been yielded
 
     def floor(self) -> int:
@@ -131,15 +78,11 @@ class JournalReader:
 
     def _settled(self, low: int, high: int) -> set[int]:
         """Seqs in ``(low, high]`` that already have a state row (acked, rejected...)."""
-        if not self.tables_exist:
-            return set()
         return {r[0] for r in self.conn.execute(
             "SELECT seq FROM upload_state WHERE target_id=? AND seq > ? AND seq <= ?",
             (self.target_id, low, high))}
 
     def retries(self) -> list[Call]:
-        if not self.tables_exist:
-            return []
         rows = self.conn.execute(
             "SELECT c.seq, c.endpoint, c.experiment_id, c.ts_ms, c.payload, s.state "
             "FROM upload_state s JOIN calls c ON c.seq = s.seq WHERE s.target_id=? AND "
@@ -173,8 +116,3 @@ class JournalReader:
 
 def journal_end(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
-
-
-def upload_tables_exist(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                        "name='upload_state'").fetchone() is not None

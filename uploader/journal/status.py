@@ -11,13 +11,13 @@ import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
+from comet_journal.schema.catalogue import blob_fields
 from comet_journal.schema.journal import read_header
 from comet_journal.uploader.errors import redact
 
-_BLOB_SIZE_SQL = ("coalesce(json_extract(c.payload, '$.file.size'), 0) + "
-                  "coalesce(json_extract(c.payload, '$.content.size'), 0) + "
-                  "coalesce(json_extract(c.payload, '$.code.size'), 0) + "
-                  "coalesce(json_extract(c.payload, '$.graph.size'), 0)")
+# The bytes a call uploads: the sizes of its blob references (blob fields: the catalogue's).
+_BLOB_SIZE_SQL = " + ".join(f"coalesce(json_extract(c.payload, '$.{name}.size'), 0)"
+                            for name in sorted(blob_fields()))
 
 
 @dataclass

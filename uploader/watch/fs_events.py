@@ -22,7 +22,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from comet_journal.uploader.discovery import DEFAULT_PATTERN, journal_of, needs_polling
+from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, journal_of, needs_polling
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Batch mode's bulk path: metric points go out a page of journal rows at a time.
 
-In ``--batch`` mode, against a server with ``batch/logger/experiment/metric``, the
+In batch mode, against a server with ``batch/logger/experiment/metric``, the
 dispatcher never sees a metric point on its own. :class:`BulkReader` reads the journal in
 pages: the page's other calls come as rows, its ``log_metric`` rows as one aggregate per
 experiment, made by SQLite (seqs, and batch items with their timestamp spliced in), so a page
@@ -9,7 +9,7 @@ costs a few queries and no Python work per point. An experiment's points fill
 for the dispatcher, one unit: admitted, ordered, sent and settled as a whole, with one
 progress update for all its rows.
 
-Ordering (:mod:`comet_journal.uploader.calls`): points are ``positioned`` and go concurrently with
+Ordering (:mod:`comet_journal.uploader.journal.calls`): points are ``positioned`` and go concurrently with
 everything else; an experiment's open group is flushed before any create or barrier of that
 experiment (all groups before any global call) is yielded, so whatever holds a point back, or
 is held back by it, holds its group. Up to ``lanes`` groups of an experiment fly at once, but
@@ -21,25 +21,18 @@ a batch is applied or not as a whole).
 Exactly once: ``sent_through`` covers a group before it is handed out (the dispatcher), a
 group holding a row an earlier run may have sent is read back before sending, and an
 ambiguous failure (timeout, reset, 5xx) reads the group back item by item and resends only
-what the server lacks (:func:`send_group`, :mod:`comet_journal.uploader.readback`). A 404 switches batches
-off and the rows go one by one through the documented endpoint, in order.
+what the server lacks (:mod:`comet_journal.uploader.send.groups`). A 404 switches batches off and
+the rows go one by one through the documented endpoint, in order.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
-from comet_journal.schema.catalogue import endpoint_named
-from comet_journal.uploader.batches import _add, _drop_found, build_batch, send_batch
-from comet_journal.uploader.calls import BARRIER, CREATE, GLOBAL, POSITIONED, Call, JournalReader, classify
-from comet_journal.uploader.requests_builder import BuiltRequest
+from comet_journal.uploader.journal.calls import Call, JournalReader, classify
+from comet_journal.schema.ordering import BARRIER, CREATE, GLOBAL, POSITIONED
 
-if TYPE_CHECKING:
-    from comet_journal.uploader.progress import ExperimentTarget
-    from comet_journal.uploader.sender import Outcome, Sender
-
-BATCH_NAME = "batch_metrics"
 _SEP = "\n"  # compact JSON never holds a raw newline: it separates items in an aggregate
 _HOLDS = (CREATE, BARRIER, GLOBAL)
 
@@ -213,59 +206,3 @@ class BulkReader(JournalReader):
             yield from self._add_points(low, high)
             self.position = cursor = high
         yield from self._flush(lambda exp: False)
-
-
-def send_group(sender: "Sender", group: MetricGroup, target: "ExperimentTarget") -> "Outcome":
-    """Send one group as one gzip batch. ``parts`` is None when every row was applied by
-    this request (the common case); otherwise it has a verdict per row."""
-    from comet_journal.uploader.sender import Outcome
-
-    r = sender.r
-    key = target.server_key
-    if group.maybe_sent or not (r.options.batch and sender.batch_ok.get(BATCH_NAME)):
-        return send_batch(sender, group.calls(r.sent_at_start), target)
-    ep = endpoint_named(BATCH_NAME)
-    data = ('{"experimentKey":' + json.dumps(key) + ',"values":[' + ",".join(group.items)
-            + "]}").encode()
-    whole = BuiltRequest(ep.method, ep.path, body=data, content_type="application/json",
-                         size=len(data), gzip=True)
-    parts: list = []
-    state: dict = {"pending": None}  # None: the whole group, as built above
-
-    def build() -> BuiltRequest:
-        pending = state["pending"]
-        return whole if pending is None else build_batch(pending, key, BATCH_NAME)
-
-    def on_ambiguous() -> bool:
-        # Before resending after an unknown outcome: ack what the server already has,
-        # resend only the rest (all found: done).
-        pending = state["pending"]
-        if pending is None:
-            pending = group.calls()
-        for c in pending:
-            c.maybe_sent = True
-        state["pending"] = _drop_found(sender, pending, key, parts)
-        return not state["pending"]
-
-    out = sender._exchange(build, r.idempotency_key(f"b{group.seq}-{group.last}"),
-                           group.label(), on_ambiguous=on_ambiguous)
-    totals = Outcome(ok=True, batch=True)
-    _add(totals, out)
-    pending = state["pending"]
-    if pending is None:
-        if out.ok:
-            return totals  # parts None: every row applied by this request
-        pending = group.calls()
-    if out.ok:
-        if not out.found:
-            parts.extend((c, Outcome(ok=True)) for c in pending)
-    elif out.status == 404:
-        sender.batch_ok[BATCH_NAME] = False
-        rest = send_batch(sender, pending, target)  # the documented endpoint, in order
-        _add(totals, rest)
-        parts.extend(rest.parts)
-    else:
-        parts.extend((c, Outcome(ok=False, status=out.status, message=out.message))
-                     for c in pending)
-    totals.parts = parts
-    return totals

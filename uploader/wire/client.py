@@ -36,8 +36,8 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from comet_journal.uploader import __version__
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.errors import CertificateError, redact
-from comet_journal.uploader.requests_builder import BuiltRequest
-from comet_journal.uploader.retry import RetryPolicy
+from comet_journal.uploader.wire.requests import BuiltRequest
+from comet_journal.uploader.wire.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,6 @@ class Client:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
-        self.requests_sent = 0
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -199,7 +198,6 @@ class Client:
         read_timeout = self.policy.upload_timeout_s if request.upload else \
             self.policy.read_timeout_s
         url = self.config.url + request.path
-        self.requests_sent += 1
         try:
             response = self._session().request(
                 request.method, url, params=request.params or None, data=data,
@@ -239,20 +237,8 @@ class Client:
             raise CertificateError(f"{url} does not answer TLS (is it http://, not https://?)",
                                    "check --url") from None
 
-    def get_json(self, path: str, params: dict | None = None) -> tuple[int, Any]:
-        """A read-API GET: ``(status, parsed JSON or None)``; raises TransportError."""
-        answer = self.send(BuiltRequest("GET", path, {k: _q(v) for k, v in (params or {}).items()
-                                                      if v is not None}))
-        return answer.status, answer.json()
-
     def close(self) -> None:
         with self._lock:
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
-
-
-def _q(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

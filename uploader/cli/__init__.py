@@ -1,0 +1,17 @@
+"""``comet-upload``: the command line, a thin client of the uploader library.
+
+One module per command; what they share (options, exit codes, errors) is in
+:mod:`comet_journal.uploader.cli.options`. ``comet-upload JOURNAL...`` means
+``comet-upload upload JOURNAL...``.
+"""
+
+from comet_journal.uploader.cli.group import main
+from comet_journal.uploader.cli.inspect import inspect_command
+from comet_journal.uploader.cli.status import status_command
+from comet_journal.uploader.cli.upload import upload_command
+from comet_journal.uploader.cli.watch import watch_command
+
+for _command in (upload_command, status_command, inspect_command, watch_command):
+    main.add_command(_command)
+
+__all__ = ["main"]

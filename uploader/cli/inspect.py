@@ -1,0 +1,63 @@
+"""``comet-upload inspect``: what a journal holds (never writes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from comet_journal.schema.errors import JournalError
+from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
+from comet_journal.uploader.cli.options import EXIT_ERROR
+from comet_journal.uploader.journal.inspect import inspect_journal
+
+
+@click.command("inspect")
+@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per journal.")
+def inspect_command(journals: tuple[str, ...], as_json: bool) -> None:
+    """Show what a journal holds: experiments, calls per endpoint, asset bytes, time span
+    and format version. Never writes to the journal.
+
+    \b
+    Example:
+      comet-upload inspect run.db
+    """
+    failed = False
+    for path in journals:
+        try:
+            summary = inspect_journal(path)
+        except JournalError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+            continue
+        if as_json:
+            click.echo(json.dumps(summary.as_dict(), sort_keys=True))
+            continue
+        _print_inspect(summary)
+    if failed:
+        sys.exit(EXIT_ERROR)
+
+
+def _print_inspect(s) -> None:
+    span = ((s.last_ms - s.first_ms) / 1000) if s.first_ms is not None else 0
+    click.echo(f"journal:        {s.path}")
+    click.echo(f"format version: {s.format_version}")
+    click.echo(f"size on disk:   {human_bytes(s.file_bytes)}")
+    click.echo(f"calls:          {s.calls}")
+    click.echo(f"time span:      {human_time_ms(s.first_ms)} .. {human_time_ms(s.last_ms)} "
+               f"({human_duration_s(span)})")
+    click.echo(f"asset bytes:    {human_bytes(s.asset_bytes)} in {s.asset_blobs} blobs "
+               "(deduplicated)")
+    click.echo(f"experiments:    {len(s.experiments)}")
+    for exp in s.experiments:
+        state = "ended" if exp.ended else "not ended"
+        click.echo(f"  {exp.key}  {exp.workspace or '-'}/{exp.project or '-'}  "
+                   f"name={exp.name or '-'}  calls={exp.calls}  {state}")
+    if s.project_calls:
+        click.echo(f"project calls:  {s.project_calls}")
+    click.echo("calls per endpoint:")
+    width = max((len(k) for k in s.calls_per_endpoint), default=0)
+    for endpoint, count in s.calls_per_endpoint.items():
+        click.echo(f"  {endpoint:<{width}}  {count}")

@@ -1,0 +1,226 @@
+"""One replay run's dispatcher: the owner of all its mutable state, in the caller's thread.
+
+It reads units from the journal into a bounded window, lets the
+:class:`~.scheduler.Scheduler` decide what may go, hands jobs to the worker pool, gives the
+workers' outcomes to the :class:`~.ledger.Ledger`, commits, and releases what the commits
+made durable. Nothing else is shared with the workers but the jobs and their outcomes.
+
+Exactly once: before a job is handed out, ``sent_through`` covers it (durably), so after a
+crash the calls of unknown outcome are known (and read back before any resend).
+
+Stopping early: when ``stop`` is set (from any thread) or the time slice has passed, nothing
+new is admitted or handed out; jobs not yet started are given back; requests on the wire
+finish (a time slice waits for them; a stop waits ``STOP_GRACE_S`` at most, then abandons
+them: they stay below ``sent_through``, so a later run reads them back). Acks are committed,
+``sent_through`` is brought back down to what may really have been sent, and the summary says
+``more_pending``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from comet_journal.uploader.errors import Stopped
+from comet_journal.uploader.journal.calls import JournalReader
+from comet_journal.uploader.journal.groups import MetricGroup
+from comet_journal.schema.ordering import CREATE
+from comet_journal.uploader.journal.progress import ExperimentTarget, Progress
+from comet_journal.uploader.replay.ledger import ACK_INTERVAL_S, Ledger
+from comet_journal.uploader.replay.pool import WorkerPool
+from comet_journal.uploader.replay.scheduler import AlreadyDone, Refuse, Scheduler, Send
+from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options, Summary
+from comet_journal.uploader.send.context import SendContext
+from comet_journal.uploader.wire.exchange import Outcome
+
+SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
+REPORT_EVERY_S = 0.2
+
+
+class Dispatch:
+    """Runs one replay's dispatch loop (:meth:`run`) to the end of the journal, or a stop.
+
+    :param targets: journal experiment id -> its progress on this server.
+    :param create_method: how an experiment will be created (recorded before sending).
+    :param stop_requested: whether the caller asked to stop (its event, or never).
+    :param begin_stop: called once when stopping begins: workers give back jobs not started,
+        retries and sleeps end.
+    :param slice_end: the monotonic time when the time slice ends, or None.
+    """
+
+    def __init__(self, reader: JournalReader, scheduler: Scheduler, ledger: Ledger,
+                 pool: WorkerPool, progress: Progress, summary: Summary, options: Options,
+                 context: SendContext, targets: dict[int, ExperimentTarget],
+                 create_method: Callable[[ExperimentTarget], str], window: int, end_seq: int,
+                 stop_requested: Callable[[], bool], begin_stop: Callable[[], None],
+                 slice_end: float | None):
+        self.reader = reader
+        self.units = iter(reader)
+        self.scheduler = scheduler
+        self.ledger = ledger
+        self.pool = pool
+        self.progress = progress
+        self.summary = summary
+        self.options = options
+        self.context = context
+        self.targets = targets
+        self.create_method = create_method
+        self.window = window
+        self.end_seq = end_seq
+        self.stop_requested = stop_requested
+        self.begin_stop = begin_stop
+        self.slice_end = slice_end
+        self.sent_at_start = progress.sent_through
+        self.in_window = 0  # units admitted or blocked, not released (a group counts its rows)
+        self.out_jobs: dict[int, int] = {}  # id(job item) -> its highest main-line seq
+        self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
+        self.reader_done = False
+        self.stopping = False
+        self.abandon_at: float | None = None
+
+    def run(self) -> None:
+        last_report = 0.0
+        on_progress = self.options.on_progress
+        while True:
+            self._check_stop()
+            if not self.stopping:
+                self._fill_window()
+                if self.reader_done and self.in_window == 0 and not self.ledger.pending:
+                    break
+            elif not self.out_jobs or time.monotonic() >= self.abandon_at:
+                break
+            for item, result in self.pool.results(ACK_INTERVAL_S):
+                self._on_result(item, result)
+            if self.ledger.due(self.stopping):
+                self._commit()
+            now = time.monotonic()
+            if on_progress and now - last_report >= REPORT_EVERY_S:
+                last_report = now
+                on_progress(self.summary)
+        self._commit(final=True)
+        if self.stopping:
+            self._stopped_early()
+        if on_progress:
+            on_progress(self.summary)
+
+    # --- reading and admitting --------------------------------------------------------------
+
+    def _fill_window(self) -> None:
+        reader = self.reader
+        while not self.reader_done and self.in_window + reader.buffered < self.window:
+            unit = next(self.units, None)
+            if unit is None:
+                self.reader_done = self.ledger.reader_done = True
+                break
+            self._take_in(unit)
+        if reader.buffered and not self.reader_done:
+            # the window is full: flush the groups whose lane has nothing else to send
+            for group in reader.take(self.scheduler.lane_busy):
+                self._take_in(group)
+
+    def _take_in(self, unit) -> None:
+        self.in_window += len(unit.seqs) if unit.__class__ is MetricGroup else 1
+        self.ledger.enter(unit)
+        self._execute(self.scheduler.admit(unit))
+
+    def _execute(self, actions: list) -> None:
+        for action in actions:
+            if action.__class__ is Send:
+                self._send(action.job)
+            elif action.__class__ is Refuse:
+                self.ledger.refuse(action.unit, action.reason)
+            elif action.__class__ is AlreadyDone:
+                self.ledger.done(action.unit)
+
+    def _send(self, job) -> None:
+        if job.__class__ is MetricGroup:
+            top, first = job.seqs[-1], job
+        else:
+            calls = job if isinstance(job, list) else [job]
+            first = calls[0]
+            top = max((c.seq for c in calls if not c.retry), default=0)
+            retried = [c.seq for c in calls if c.retry and not c.maybe_sent]
+            if retried:
+                self.progress.mark_unknown(retried)
+        target = self.targets.get(first.experiment_id)
+        if first.kind == CREATE:
+            self.progress.create_started(target, self.create_method(target))
+        if top > self.progress.sent_through:
+            self.progress.raise_sent_through(min(self.end_seq, top + SENT_STEP))
+        item = (job, target)
+        self.out_jobs[id(item)] = top
+        self.pool.submit(item)
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _on_result(self, item: tuple, result) -> None:
+        job, target = item
+        top = self.out_jobs.pop(id(item), 0)
+        if isinstance(result, Stopped):  # left unsettled: pending for the next run
+            if result.started:
+                self.abandoned_top = max(self.abandoned_top, top)
+            return
+        if isinstance(result, BaseException):
+            raise result
+        outcome: Outcome = result
+        summary = self.summary
+        summary.retried += outcome.retries
+        summary.throttled += outcome.throttled
+        summary.bytes_sent += outcome.bytes_sent
+        if outcome.batch:
+            summary.batches += 1
+        scheduler, ledger = self.scheduler, self.ledger
+        if job.__class__ is MetricGroup:
+            ledger.settle_group(job, outcome, scheduler.has_waiting(job))
+            return
+        if outcome.project_id:
+            self.progress.set_project_id(*outcome.project_id)
+        if not isinstance(job, list) and job.kind == CREATE:
+            self._created(job, target, outcome)
+        for call, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
+            ledger.settle_call(call, verdict, outcome.attempts, scheduler.has_waiting(call))
+
+    def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
+        if outcome.ok and outcome.server_key:
+            self.progress.experiment_created(target, outcome.server_key, outcome.link,
+                                             outcome.method)
+            self.context.claimed.add(outcome.server_key)
+            self.scheduler.created(call.experiment_id)
+        elif not outcome.ok:
+            self.scheduler.create_rejected(
+                call.experiment_id, f"the experiment's creation (call {call.seq}) was "
+                f"rejected: {outcome.message}")
+
+    def _commit(self, final: bool = False) -> None:
+        for unit in self.ledger.commit(final):
+            self.in_window -= len(unit.seqs) if unit.__class__ is MetricGroup else 1
+            self._execute(self.scheduler.release(unit))
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _check_stop(self) -> None:
+        """Begin a graceful end when asked to stop or when the time slice is over."""
+        asked = self.stop_requested()
+        if self.stopping:
+            if asked and self.abandon_at == float("inf"):  # a stop during a slice's end
+                self.abandon_at = time.monotonic() + STOP_GRACE_S
+            return
+        if not asked and (self.slice_end is None or time.monotonic() < self.slice_end):
+            return
+        self.stopping = True
+        self.scheduler.stop()
+        self.begin_stop()
+        # a time slice lets requests on the wire finish (each is bounded by its timeout)
+        self.abandon_at = time.monotonic() + (STOP_GRACE_S if asked else float("inf"))
+
+    def _stopped_early(self) -> None:
+        """Progress after a graceful stop: ``sent_through`` back down to what may have been
+        sent (so the next run reads back only those), and whether calls are left."""
+        may_be_sent = max([self.sent_at_start, self.abandoned_top, *self.out_jobs.values()])
+        self.progress.lower_sent_through(may_be_sent)
+        self.summary.more_pending = not (self.reader_done and self.in_window == 0)
+
+    @property
+    def abandoned(self) -> bool:
+        """Were requests still on the wire abandoned (a stop's grace ran out)?"""
+        return self.abandon_at is not None and time.monotonic() >= self.abandon_at

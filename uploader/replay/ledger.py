@@ -1,0 +1,207 @@
+"""The replay's ledger: outcomes to durable progress, in batches, with the watermark.
+
+The dispatcher hands it every unit it reads (:meth:`Ledger.enter`) and every verdict
+(:meth:`settle`, :meth:`refuse`, :meth:`done`); :meth:`commit` writes them to the progress
+store in one transaction, together with the new watermark, and returns the units whose
+outcome is now durable, for the scheduler to release:
+
+* the watermark is the seq just below the oldest unsettled main-line unit (a heap of units'
+  first seqs) and never above what the reader has handed over (``floor``); acks it covers
+  need no per-call row;
+* a group's acks wait up to ``GROUP_ACK_DEFER_S`` for the watermark to cover them before
+  they are written as rows (safe: until then they are below ``sent_through``, so a crash only
+  means reading them back; the final commit writes whatever is left).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Callable
+
+from comet_journal.uploader.journal.groups import MetricGroup
+from comet_journal.schema.ordering import BARRIER, CREATE, GLOBAL, ORDERED
+from comet_journal.uploader.journal.progress import Progress
+from comet_journal.uploader.replay.summary import Summary
+from comet_journal.uploader.wire.exchange import Outcome
+
+GROUP_ACK_DEFER_S = 0.5
+ACK_BATCH = 512  # commit at least this often (settled rows)
+ACK_INTERVAL_S = 0.1  # ... and at least this often (seconds)
+_URGENT_KINDS = (ORDERED, CREATE, BARRIER, GLOBAL)  # something waits for their release
+
+
+class Ledger:
+    """Settled outcomes of one replay, until committed.
+
+    :param floor: every main-line call at or below ``floor()`` has been handed over by the
+        reader (or was settled before).
+    :param end_seq: the journal's last seq when the replay started.
+    """
+
+    def __init__(self, progress: Progress, summary: Summary, floor: Callable[[], int],
+                 end_seq: int, clock: Callable[[], float] = time.monotonic):
+        self.progress = progress
+        self.summary = summary
+        self.floor = floor
+        self.end_seq = end_seq
+        self.clock = clock
+        self.reader_done = False
+        self.mainline: list[int] = []  # heap: first seqs of main-line units not yet passed
+        self.settled_seqs: set[int] = set()  # first seqs of settled units still in the heap
+        self.retried_seqs: set[int] = set()
+        self.acks: list[tuple[int, int]] = []
+        # (group, acked seqs or None for all, attempts, settled at)
+        self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
+        self.rejects: list[tuple[int, int, int, str]] = []
+        self.settled_rows = 0  # acks and rejections awaiting commit
+        self.pending: list = []  # units settled in memory, awaiting commit
+        self.urgent = False
+        self.last_commit = clock()
+
+    def enter(self, unit) -> None:
+        """A unit read from the journal (before it is admitted)."""
+        if unit.retry:  # (a group never is)
+            self.retried_seqs.add(unit.seq)
+        else:
+            heapq.heappush(self.mainline, unit.seq)
+
+    # --- verdicts ---------------------------------------------------------------------------
+
+    def settle_call(self, call, verdict: Outcome, attempts: int, urgent: bool = False) -> None:
+        """One call's verdict (a job of several calls has one per call)."""
+        if verdict.ok:
+            self._ack(call, verdict.found, attempts)
+        else:
+            self._reject(call.seq, call.endpoint, attempts, verdict.status, verdict.message)
+        self._settled(call, urgent)
+
+    def settle_group(self, group: MetricGroup, outcome: Outcome, urgent: bool = False) -> None:
+        """Every row of a group: acked at once (``parts`` None), one by one, or rejected."""
+        self._settle_group(group, outcome)
+        self._settled(group, urgent)
+
+    def refuse(self, unit, message: str) -> None:
+        """Rejected without being sent (the scheduler never admitted it)."""
+        seqs = unit.seqs if unit.__class__ is MetricGroup else [unit.seq]
+        for seq in seqs:
+            self._reject(seq, unit.endpoint, 0, 0, message)
+        self._settled(unit, False)
+
+    def done(self, unit) -> None:
+        """Already on the server (an earlier run's creation whose ack was not recorded)."""
+        self._ack(unit, True, 0)
+        self._settled(unit, False)
+
+    def _ack(self, call, found: bool, attempts: int) -> None:
+        self.acks.append((call.seq, attempts))
+        if found:
+            self.summary.found_by_readback += 1
+        else:
+            self.summary.uploaded += 1
+        self.settled_rows += 1
+
+    def _settle_group(self, group: MetricGroup, outcome: Outcome) -> None:
+        """Every row of a group: acked at once (``parts`` None), one by one, or rejected."""
+        attempts, summary = outcome.attempts, self.summary
+        if outcome.parts is None and outcome.ok:
+            self.group_acks.append((group, None, attempts, self.clock()))
+            summary.uploaded += len(group.seqs)
+            self.settled_rows += len(group.seqs)
+        elif outcome.parts is not None:
+            acked = []
+            for sub, verdict in outcome.parts:
+                if verdict.ok:
+                    acked.append(sub.seq)
+                    if verdict.found:
+                        summary.found_by_readback += 1
+                    else:
+                        summary.uploaded += 1
+                else:
+                    self._reject(sub.seq, group.endpoint, attempts, verdict.status,
+                                 verdict.message)
+            self.group_acks.append((group, acked, attempts, self.clock()))
+            self.settled_rows += len(acked)
+        else:
+            for seq in group.seqs:
+                self._reject(seq, group.endpoint, attempts, outcome.status, outcome.message)
+
+    def _reject(self, seq: int, endpoint: str, attempts: int, status: int, message: str) -> None:
+        self.rejects.append((seq, attempts, status, message))
+        self.summary.rejected.append({"seq": seq, "endpoint": endpoint, "status": status,
+                                      "message": message})
+        self.settled_rows += 1
+
+    def _settled(self, unit, urgent: bool) -> None:
+        self.pending.append(unit)
+        if urgent or unit.kind in _URGENT_KINDS:
+            self.urgent = True
+
+    # --- commits ----------------------------------------------------------------------------
+
+    def due(self, stopping: bool = False) -> bool:
+        """Is a commit due now?"""
+        now = self.clock()
+        return bool(self.pending and (self.urgent or self.settled_rows >= ACK_BATCH
+                                      or now - self.last_commit >= ACK_INTERVAL_S
+                                      or self.reader_done or stopping)
+                    or self.group_acks and now - self.group_acks[0][3] >= GROUP_ACK_DEFER_S)
+
+    def watermark(self) -> int:
+        """Every main-line call at or below the returned seq is settled (committed or about
+        to be, in the same transaction)."""
+        settled, heap = self.settled_seqs, self.mainline
+        for unit in self.pending:
+            if not unit.retry:
+                settled.add(unit.seq)
+        while heap and heap[0] in settled:
+            settled.discard(heapq.heappop(heap))
+        if self.reader_done:
+            mark = heap[0] - 1 if heap else self.end_seq
+        else:
+            mark = self.floor()
+            if heap:
+                mark = min(mark, heap[0] - 1)
+        return max(mark, self.progress.acked_through)
+
+    def commit(self, final: bool = False) -> list:
+        """Write what is settled; return the units now durable (to release)."""
+        if not (self.pending or self.group_acks or final):
+            return []
+        mark = self.watermark()
+        watermark = mark if mark > self.progress.acked_through else None
+        # acks the new watermark covers need no row at all
+        retried = self.retried_seqs
+        acks = [a for a in self.acks if a[0] > mark or a[0] in retried]
+        deferred = []
+        written_before = self.clock() - GROUP_ACK_DEFER_S
+        for entry in self.group_acks:
+            group, seqs, attempts, since = entry
+            if group.seqs[-1] <= mark:
+                continue
+            if since > written_before and not final:
+                deferred.append(entry)
+                continue
+            acks.extend((s, attempts) for s in (group.seqs if seqs is None else seqs)
+                        if s > mark)
+        if not (self.pending or acks or self.rejects or watermark is not None):
+            self.group_acks = deferred
+            return []
+        self.progress.record(acks, self.rejects, watermark)
+        self.acks, self.group_acks, self.rejects = [], deferred, []
+        self.settled_rows = 0
+        self.last_commit = self.clock()
+        self.urgent = False
+        done, self.pending = self.pending, []
+        return done
+
+    def flush_quietly(self) -> None:
+        """After a failure: record what is settled, without the watermark, if possible."""
+        try:
+            acks = list(self.acks)
+            for group, seqs, attempts, _since in self.group_acks:
+                acks.extend((s, attempts) for s in (group.seqs if seqs is None else seqs))
+            self.progress.record(acks, self.rejects, None)
+            self.acks, self.group_acks, self.rejects = [], [], []
+        except Exception:  # the original failure is what the caller reports
+            pass

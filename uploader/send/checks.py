@@ -1,0 +1,358 @@
+"""Per endpoint: did the server already apply these calls? Decided through the read API.
+
+Each check compares the server's current state with what the journal says should be there
+*before* the calls (:class:`~comet_journal.uploader.journal.history.History`), so a call is
+"found" only if its effect is present one more time than earlier journal calls explain:
+
+* metric points (and system samples that read as metrics): the number of points with the
+  same name, value, step, epoch, context and timestamp, against the number of identical
+  earlier journal calls (identical calls are serialised by the replay, so the count decides);
+* parameters and others: the server keeps a summary per name; their streams are ordered, so
+  the current value and timestamp tell how far a run of same-name calls got;
+* output: lines are sent in order per experiment, so the length of the server's output text
+  against the journal's earlier lines says which were applied;
+* html: same, by length (appends) or equality (override);
+* tags, code, graph, git metadata, system details, start/end time, archive: the server's
+  value equals the call's (these are set-style, resending them would be harmless anyway);
+* assets, git patch, text samples: the asset list, by file name, size, step and type;
+* experiment delete/restore, projects: existence checks.
+
+``CHECKS`` has one decision for every catalogue endpoint (a test fails when one is missing):
+a check, or ``None`` ("cannot tell": the call is resent, which is safe for those endpoints).
+A check takes the read-back (``read(path, **params)``, ``history``, ``overrides``,
+``project_id(workspace, project)``), the calls of one stream in order and the server's
+experiment key, and returns one verdict per call.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections import Counter
+from typing import Any, Callable
+
+from comet_journal.schema.catalogue import ENDPOINTS
+from comet_journal.uploader.journal.calls import Call
+from comet_journal.uploader.journal.history import LOOKBACK
+
+Check = Callable[[Any, list[Call], Any], list]
+ReadBack = Any  # what a check is given (see the module docstring)
+
+
+def norm_value(value: Any) -> Any:
+    """A value as comparable across JSON and Comet's text form ("0.5" == 0.5, "NaN")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        f = float(value)
+        return "NaN" if math.isnan(f) else f
+    if isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return value
+        return "NaN" if math.isnan(f) else f
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    """A point is on the server if the server has more copies of it than earlier journal
+    calls explain. One GET per metric name and one journal query for the whole batch
+    (a batch of 1000 points must not scan the journal 1000 times)."""
+    sigs = [_call_metric_sig(c) for c in calls]
+    series: dict[str, Counter] = {}
+    for name in dict.fromkeys(s[0] for s in sigs):
+        data = rb.read("experiment/metrics/get-metric", experimentKey=key,
+                        metricName=name) or {}
+        series[name] = Counter(
+            _metric_sig(m.get("metricName"), m.get("metricValue"), m.get("step"),
+                        m.get("epoch"), m.get("runContext"), m.get("timestamp"))
+            for m in data.get("metrics") or [])
+    wanted = set(sigs)
+    times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+    earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
+    last = calls[-1]
+    for seq, t, text in rb.history.rows_before(
+            last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
+            "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
+            lookback=last.seq - calls[0].seq + LOOKBACK):
+        sig = _call_metric_sig(Call(0, "log_metric", None, t, text))
+        if sig in wanted:
+            earlier.setdefault(sig, []).append(seq)
+    return [series[sig[0]][sig] > bisect.bisect_left(earlier.get(sig, ()), call.seq)
+            for call, sig in zip(calls, sigs)]
+
+
+def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    """System samples (CPU/RAM/load/GPU) show up on Comet as ``sys.*`` metrics. A sample
+    is on the server if its probe metric has more points at the sample's (step,
+    timestamp) than earlier journal samples of the same endpoint there explain."""
+    counts: dict[str, Counter] = {}
+    verdicts = []
+    for call in calls:
+        probe = _sample_probe(call)
+        if probe is None:
+            verdicts.append(None)
+            continue
+        if probe not in counts:
+            data = rb.read("experiment/metrics/get-metric", experimentKey=key,
+                            metricName=probe) or {}
+            counts[probe] = Counter((m.get("step"), m.get("timestamp"))
+                                    for m in data.get("metrics") or [])
+        where = _sample_position(call)
+        earlier = sum(1 for _seq, t, text in rb.history.rows_before(call, call.endpoint)
+                      if _sample_position(Call(0, call.endpoint, None, t, text)) == where
+                      and _sample_probe(Call(0, call.endpoint, None, t, text)) == probe)
+        verdicts.append(counts[probe][where] > earlier)
+    return verdicts
+
+
+def _summaries(path: str, name_field: str, value_field: str):
+    def check(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+        data = rb.read(path, experimentKey=key) or {}
+        current = {v.get("name"): v for v in data.get("values") or []}
+        by_name: dict[str, list[int]] = {}
+        for i, call in enumerate(calls):
+            by_name.setdefault(call.payload[name_field], []).append(i)
+        verdicts = [False] * len(calls)
+
+        def is_current(c: Call, summary: dict) -> bool:
+            ts = c.payload.get("timestamp", c.ts_ms)
+            return norm_value(c.payload.get(value_field)) == norm_value(
+                summary.get("valueCurrent")) and summary.get("timestampCurrent") in (
+                None, ts)
+
+        for name, idxs in by_name.items():
+            summary = current.get(name)
+            if summary is None:
+                continue
+            # the stream is ordered: the last call matching the server's current value
+            # and time is where the run of calls stopped
+            for i in reversed(idxs):
+                if is_current(calls[i], summary):
+                    for j in idxs:
+                        if j <= i:
+                            verdicts[j] = True
+                    break
+            else:
+                # An earlier run may have sent this stream further than these calls (a
+                # crashed run's batch, re-batched differently now): if the current value
+                # is a later call's of that run, every call here was applied before it.
+                last = calls[idxs[-1]]
+                if any(is_current(c, summary)
+                       for c in rb.history.sent_later(last, name_field, name)):
+                    for j in idxs:
+                        verdicts[j] = True
+        return verdicts
+    return check
+
+
+def _output(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    data = rb.read("experiment/output", experimentKey=key) or {}
+    have = len(data.get("output") or "")
+    verdicts = []
+    total = rb.history.output_length_before(calls[0])
+    for call in calls:
+        total += sum(len(line["output"]) for line in call.payload["outputLines"])
+        verdicts.append(have >= total)
+    return verdicts
+
+
+def _html(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    data = rb.read("experiment/html", experimentKey=key) or {}
+    server = data.get("html") or ""
+    length = 0
+    for _seq, _ts, text in rb.history.rows_before(calls[0], "log_html", lookback=None):
+        p = json.loads(text)
+        length = len(p["html"]) if p.get("override") else length + len(p["html"])
+    verdicts = []
+    for call in calls:
+        p = call.payload
+        if p.get("override"):
+            length = len(p["html"])
+            verdicts.append(server == p["html"])
+        else:
+            length += len(p["html"])
+            verdicts.append(len(server) >= length)
+    return verdicts
+
+
+def _tags(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    data = rb.read("experiment/tags", experimentKey=key) or {}
+    have = set(data.get("tags") or [])
+    return [set(c.payload.get("addedTags") or []) <= have for c in calls]
+
+
+def _blob_text(field: str):
+    def check(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+        data = rb.read(f"experiment/{'code' if field == 'code' else 'graph'}",
+                        experimentKey=key) or {}
+        text = rb.history.text_of(calls[-1].payload.get(field))
+        return [data.get(field) == text] * len(calls)
+    return check
+
+
+def _fields_equal(path: str):
+    def check(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+        data = rb.read(path, experimentKey=key) or {}
+        return [all(norm_value(data.get(k)) == norm_value(v)
+                    for k, v in c.payload.items()) for c in calls]
+    return check
+
+
+def _metadata(predicate: Callable[[dict | None, dict], bool]):
+    def check(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+        data = rb.read("experiment/metadata", experimentKey=key)
+        return [predicate(data, c.payload) for c in calls]
+    return check
+
+
+def _assets(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+    data = rb.read("experiment/asset/list", experimentKey=key, type="all") or {}
+    assets = data.get("assets") or []
+    verdicts = []
+    for call in calls:
+        match = _asset_matcher(call)
+        on_server = sum(1 for a in assets if match(a))
+        before = 0
+        for _seq, ts, text in rb.history.rows_before(call, call.endpoint, lookback=None):
+            earlier = Call(0, call.endpoint, None, ts, text)
+            if earlier.payload.get("overwrite") and earlier.payload.get("fileName") == \
+                    call.payload.get("fileName"):
+                before = 0  # an overwrite hides the earlier uploads of its name
+            if _same_asset(earlier, call):
+                before += 1
+        if call.payload.get("overwrite"):
+            verdicts.append(on_server >= 1)
+        else:
+            verdicts.append(on_server > before)
+    return verdicts
+
+
+def _project(rb: "ReadBack", calls: list[Call], key: str | None) -> list[bool | None]:
+    overrides = rb.overrides
+    verdicts: list[bool | None] = []
+    for call in calls:
+        p = overrides.apply(ENDPOINTS[call.endpoint], call.payload)
+        if call.endpoint == "project_create":
+            verdicts.append(rb.project_id(p["workspaceName"], p["projectName"])
+                            is not None)
+        elif call.endpoint == "project_delete":
+            verdicts.append(rb.project_id(p["workspaceName"], p["projectName"]) is None)
+        elif call.endpoint == "project_update" and p.get("newProjectName") and \
+                p.get("workspaceName"):
+            verdicts.append(rb.project_id(p["workspaceName"], p["newProjectName"])
+                            is not None)
+        else:
+            verdicts.append(None)
+    return verdicts
+
+
+def _metric_sig(name, value, step, epoch, context, timestamp) -> tuple:
+    return tuple(norm_value(v) if isinstance(v, (list, dict)) else v for v in (
+        name, norm_value(value), step, epoch, context or None, timestamp))
+
+
+def _call_metric_sig(call: Call) -> tuple:
+    p = call.payload
+    return _metric_sig(p["metricName"], p["metricValue"], p.get("step"), p.get("epoch"),
+                       p.get("context"), p.get("timestamp", call.ts_ms))
+
+
+_SAMPLE_PROBES: dict[str, Callable[[dict], str | None]] = {
+    "cpu_metrics": lambda p: "sys.cpu.percent.avg",
+    "ram_metrics": lambda p: "sys.ram.used",
+    "load_metrics": lambda p: "sys.load.avg",
+    "gpu_metrics": lambda p: (f"sys.gpu.{p['gpus'][0].get('gpuId')}.used_memory"
+                              if p.get("gpus") else None),
+}
+
+
+def _sample_probe(call: Call) -> str | None:
+    return _SAMPLE_PROBES[call.endpoint](call.payload)
+
+
+def _sample_position(call: Call) -> tuple:
+    p = call.payload
+    return (p.get("step"), p.get("timestamp", call.ts_ms))
+
+
+def _same_asset(a: Call, b: Call) -> bool:
+    pa, pb = a.payload, b.payload
+    return (pa.get("fileName"), pa.get("step"), _blob_size(pa), pa.get("type")) == \
+        (pb.get("fileName"), pb.get("step"), _blob_size(pb), pb.get("type"))
+
+
+def _blob_size(p: dict) -> int | None:
+    for field in ("file", "content"):
+        ref = p.get(field)
+        if isinstance(ref, dict) and "size" in ref:
+            return int(ref["size"])
+    return None
+
+
+def _asset_matcher(call: Call) -> Callable[[dict], bool]:
+    p = call.payload
+    size = _blob_size(p)
+    step = p.get("step")
+    if call.endpoint == "upload_git_patch":
+        return lambda a: a.get("type") == "git-patch" and a.get("fileSize") == size
+    if call.endpoint == "upload_text_sample":
+        return lambda a: (a.get("type") == "text-sample" and a.get("fileSize") == size
+                          and a.get("step") == step)
+    name = p.get("fileName")
+    kind = p.get("type") or "asset"
+    return lambda a: (a.get("fileName") == name and a.get("fileSize") == size
+                      and a.get("step") == step and (a.get("type") or "asset") == kind)
+
+
+def _times_match(data: dict | None, p: dict) -> bool:
+    if not data:
+        return False
+    return all(data.get(k) == v for k, v in p.items() if k in ("startTimeMillis",
+                                                                "endTimeMillis"))
+
+
+NEEDS_NO_EXPERIMENT = frozenset({"project_create", "project_delete", "project_update"})
+
+
+CHECKS: dict[str, Check | None] = {
+    "log_metric": _metrics,
+    "cpu_metrics": _samples,
+    "ram_metrics": _samples,
+    "load_metrics": _samples,
+    "gpu_metrics": _samples,
+    "log_parameter": _summaries("experiment/parameters", "parameterName",
+                                         "parameterValue"),
+    "log_other": _summaries("experiment/log-other", "key", "value"),
+    "log_output": _output,
+    "log_html": _html,
+    "add_tags": _tags,
+    "set_code": _blob_text("code"),
+    "log_graph": _blob_text("graph"),
+    "git_metadata": _fields_equal("experiment/git/metadata"),
+    "system_details": _fields_equal("experiment/system-details"),
+    "experiment_start_end_time": _metadata(_times_match),
+    "experiment_archive": _metadata(lambda d, p: bool(d and d.get("archived"))),
+    "experiment_delete": _metadata(lambda d, p: d is None),
+    "experiment_restore": _metadata(
+        lambda d, p: bool(d) and not d.get("archived")),
+    "upload_asset": _assets,
+    "upload_git_patch": _assets,
+    "upload_text_sample": _assets,
+    "project_create": _project,
+    "project_delete": _project,
+    "project_update": _project,
+    # No read endpoint tells these apart; resending is harmless (the call is idempotent by
+    # nature) and the stable Idempotency-Key covers servers that deduplicate.
+    "experiment_stop": None,
+    "experiment_keepalive": None,
+    "project_symlink": None,
+    "project_notes": None,
+    "viz_store_save": None,
+    # Decided by the sender itself (creation by client key, or a search of the project).
+    "experiment_create": None,
+}

@@ -1,0 +1,156 @@
+"""Creating an experiment exactly once, whatever happened to earlier attempts.
+
+Where the server offers the SDK's clientlib, ``logger/add/run`` with the journal's own key:
+creating twice is impossible, so an "already exists" answer after an ambiguous attempt means
+our experiment exists. On a server with only the documented endpoints,
+``write/experiment/create`` lets the server pick the key; an interrupted create may have made
+the experiment, so it is looked for (read API) before creating again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from comet_journal.schema.catalogue import ENDPOINTS, endpoint_named
+from comet_journal.uploader.errors import ServerProtocolError
+from comet_journal.uploader.journal.calls import Call
+from comet_journal.uploader.journal.progress import ExperimentTarget
+from comet_journal.uploader.send.context import SendContext
+from comet_journal.uploader.send.readback import ReadBack
+from comet_journal.uploader.wire.capabilities import Capabilities
+from comet_journal.uploader.wire.client import Answer
+from comet_journal.uploader.wire.exchange import Link, Outcome
+from comet_journal.uploader.wire.requests import BuiltRequest, RequestBuilder, encode_json
+
+logger = logging.getLogger(__name__)
+
+CLIENT_KEY = "client-key"
+REST_CREATE = "rest-create"
+ALREADY_EXISTS_CODE = 90999
+
+
+class Creator:
+    def __init__(self, link: Link, context: SendContext, builder: RequestBuilder,
+                 readback: ReadBack, capabilities: Capabilities):
+        self.link = link
+        self.context = context
+        self.builder = builder
+        self.readback = readback
+        self.capabilities = capabilities
+
+    def method_for(self, target: ExperimentTarget) -> str:
+        """How to create: what an earlier (maybe interrupted) run started, else the best the
+        server offers."""
+        if target.method:
+            return target.method
+        return CLIENT_KEY if self.capabilities.clientlib else REST_CREATE
+
+    def create(self, call: Call, target: ExperimentTarget) -> Outcome:
+        payload = self.builder.overrides.apply(ENDPOINTS["experiment_create"], call.payload)
+        maybe_created = call.maybe_sent or bool(
+            target.create_started_ms and target.create_started_ms < self.context.started_ms)
+        if self.method_for(target) == CLIENT_KEY:
+            key = self.context.experiment_keys[call.experiment_id]
+            return self._by_key(call, payload, key, maybe_created)
+        return self._by_rest(call, target, payload, maybe_created)
+
+    def _by_key(self, call: Call, payload: dict, key: str, maybe: bool) -> Outcome:
+        ep = endpoint_named("clientlib_add_run")
+        body = {"experimentKey": key, "projectName": payload.get("projectName"),
+                "teamName": payload.get("workspaceName"), "offline": True,
+                "local_timestamp": call.ts_ms, "libVersion": "comet-journal"}
+        state = {"maybe": maybe}
+
+        def build() -> BuiltRequest:
+            data = encode_json({k: v for k, v in body.items() if v is not None})
+            return BuiltRequest(ep.method, ep.path, body=data, content_type="application/json",
+                                size=len(data))
+
+        def on_ambiguous():
+            state["maybe"] = True
+            return None
+
+        def exists(answer: Answer) -> bool:
+            data = answer.json()
+            code = data.get("sdk_error_code") if isinstance(data, dict) else None
+            return answer.status in (400, 403, 409) and code == ALREADY_EXISTS_CODE
+
+        outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
+                                     call.label(), on_ambiguous=on_ambiguous, accept=exists)
+        if not outcome.ok:
+            return outcome
+        if outcome.status >= 400:  # "already exists"
+            if not state["maybe"]:
+                return Outcome(ok=False, status=outcome.status, attempts=outcome.attempts,
+                               message=f"an experiment with key {key} already exists on the "
+                               "server and this upload did not create it (was this journal "
+                               "uploaded from a copy?)")
+            outcome.found = True
+        data = outcome.answer.json() if outcome.answer is not None else {}
+        data = data if isinstance(data, dict) else {}
+        outcome.server_key = key
+        outcome.link = data.get("focusUrl") or data.get("link")
+        outcome.method = CLIENT_KEY
+        name = payload.get("experimentName")
+        if name:
+            self._name(call, key, name, state["maybe"], outcome)
+        return outcome
+
+    def _name(self, call: Call, key: str, name: str, maybe: bool, outcome: Outcome) -> None:
+        # logger/add/run takes no name; Comet names an experiment by its "Name" other (what
+        # the SDK's set_name does). Idempotent: a resend sets the same name.
+        if maybe and self.readback.experiment_named(key, name):
+            return
+
+        def build_name() -> BuiltRequest:
+            return self.builder.build("log_other", {"key": "Name", "value": name},
+                                      server_key=key, ts_ms=call.ts_ms)
+
+        named = self.link.exchange(build_name, self.context.idempotency_key(f"{call.seq}-name"),
+                                   f"{call.label()} name",
+                                   on_ambiguous=lambda: self.readback.experiment_named(key, name))
+        outcome.attempts += named.attempts
+        outcome.retries += named.retries
+        if not named.ok:
+            logger.warning("experiment %s: the name %r was refused (%s)", key, name,
+                           named.message)
+
+    def _by_rest(self, call: Call, target: ExperimentTarget, payload: dict,
+                 maybe: bool) -> Outcome:
+        claimed = self.context.claimed
+        if maybe:
+            found = self.readback.find_experiment(payload, claimed)
+            if found:
+                return Outcome(ok=True, found=True, server_key=found[0], link=found[1],
+                               method=REST_CREATE)
+
+        def build() -> BuiltRequest:
+            return self.builder.build("experiment_create", call.payload, server_key=None,
+                                      ts_ms=call.ts_ms)
+
+        found_box: dict = {}
+
+        def on_ambiguous():
+            hit = self.readback.find_experiment(payload, claimed)
+            if hit:
+                found_box["hit"] = hit
+                return True
+            return False
+
+        outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
+                                     call.label(), on_ambiguous=on_ambiguous)
+        outcome.method = REST_CREATE
+        if not outcome.ok:
+            return outcome
+        if outcome.found:
+            outcome.server_key, outcome.link = found_box["hit"]
+            return outcome
+        data = outcome.answer.json() if outcome.answer is not None else None
+        key = data.get("experimentKey") if isinstance(data, dict) else None
+        if not key:
+            raise ServerProtocolError(
+                f"{self.link.url} answered write/experiment/create without an experimentKey",
+                "is --url the root of a Comet server?")
+        outcome.server_key = key
+        outcome.link = data.get("link")
+        return outcome

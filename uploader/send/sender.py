@@ -1,0 +1,97 @@
+"""Sending one job (a call, a batch of calls, a metric group) exactly once.
+
+Runs in the replay's worker threads; built from the collaborators it uses, never from the
+replay. A call that an earlier run may have sent is read back first (only what the server
+lacks is sent); an experiment's creation goes through :class:`~.create.Creator`; batches and
+metric groups through :class:`~.batches.BatchSender`; everything else through the one retry
+loop (:meth:`Link.exchange`), whose ambiguous failures are read back before any resend.
+"""
+
+from __future__ import annotations
+
+from comet_journal.schema.blobs import MissingBlobError
+from comet_journal.schema.catalogue import ENDPOINTS
+from comet_journal.uploader.errors import JournalDamagedError
+from comet_journal.uploader.journal.calls import Call
+from comet_journal.uploader.journal.groups import MetricGroup
+from comet_journal.uploader.journal.progress import ExperimentTarget
+from comet_journal.uploader.send.batches import BatchSender
+from comet_journal.uploader.send.context import SendContext
+from comet_journal.uploader.send.create import Creator
+from comet_journal.uploader.send.readback import ReadBack
+from comet_journal.uploader.wire.capabilities import Capabilities
+from comet_journal.uploader.wire.exchange import Link, Outcome
+from comet_journal.uploader.wire.requests import BuiltRequest, RequestBuilder
+
+
+class Sender:
+    """Sends jobs to one server. ``send(job, target)`` returns an :class:`Outcome`."""
+
+    def __init__(self, link: Link, context: SendContext, builder: RequestBuilder,
+                 readback: ReadBack, capabilities: Capabilities):
+        self.link = link
+        self.context = context
+        self.builder = builder
+        self.readback = readback
+        self.creator = Creator(link, context, builder, readback, capabilities)
+        self.batches = BatchSender(link, context, readback, capabilities, self._send_call)
+
+    def send(self, job, target: ExperimentTarget | None) -> Outcome:
+        try:
+            if isinstance(job, list):
+                return self.batches.send(job, target)
+            if isinstance(job, MetricGroup):
+                return self.batches.send_group(job, target)
+            if job.endpoint == "experiment_create":
+                return self.creator.create(job, target)
+            return self._send_call(job, target)
+        except MissingBlobError as exc:
+            raise JournalDamagedError(
+                self.context.journal_path, f"{job_label(job)}: MissingBlobError: {exc}",
+                "the journal was altered or damaged after it was written: upload an intact "
+                "copy (a backup) instead; the calls acknowledged so far stay recorded") from None
+
+    def _send_call(self, call: Call, target: ExperimentTarget | None) -> Outcome:
+        key = target.server_key if target else None
+        if call.maybe_sent and self.readback.applied(call, key):
+            self.link.gate.ok()  # progress: the call is settled
+            return Outcome(ok=True, found=True)
+
+        def build() -> BuiltRequest:
+            return self.builder.build(call.endpoint, call.payload, server_key=key,
+                                      ts_ms=call.ts_ms)
+
+        self._resolve_projects(call)
+        outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
+                                     call.label(),
+                                     on_ambiguous=lambda: self.readback.applied(call, key))
+        if outcome.ok and call.endpoint == "project_create":
+            self._learn_project_id(call, outcome)
+        return outcome
+
+    def _learn_project_id(self, call: Call, outcome: Outcome) -> None:
+        data = outcome.answer.json() if outcome.answer is not None else None
+        pid = data.get("projectId") if isinstance(data, dict) else None
+        if pid:
+            p = self.builder.overrides.apply(ENDPOINTS["project_create"], call.payload)
+            self.context.project_ids[(p["workspaceName"], p["projectName"])] = pid
+            outcome.project_id = (p["workspaceName"], p["projectName"], pid)
+
+    def _resolve_projects(self, call: Call) -> None:
+        """A call naming a project by ``{"$project": ...}`` needs the server's project id."""
+        ref = call.payload.get("projectId")
+        if not (isinstance(ref, dict) and "$project" in ref):
+            return
+        payload = self.builder.overrides.apply(ENDPOINTS[call.endpoint], call.payload)
+        inner = payload["projectId"]["$project"]
+        ws, name = inner["workspaceName"], inner["projectName"]
+        if (ws, name) not in self.context.project_ids:
+            pid = self.readback.project_id(ws, name)
+            if pid:
+                self.context.project_ids[(ws, name)] = pid
+
+
+def job_label(job) -> str:
+    if isinstance(job, list):
+        return f"batch of {len(job)} {job[0].endpoint} calls from call {job[0].seq}"
+    return job.label()
