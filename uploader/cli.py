@@ -461,6 +461,10 @@ def _print_inspect(s) -> None:
 
 
 from comet_journal.uploader import cli_watch  # noqa: E402,F401  (registers the "watch" command on main)
+from comet_journal.uploader.cli_view import export_command, view_command  # noqa: E402
+
+main.add_command(view_command)
+main.add_command(export_command)
 
 if __name__ == "__main__":
     # Run the package's own module object, on which cli_watch registered its command
