@@ -24,7 +24,7 @@ QUIET = dict(auto_output_logging=None, log_env_details=False, log_git_metadata=F
              keep_alive_interval=None)
 
 
-def record_full_run(path, name="full-run", lr=0.01, steps=50) -> str:
+def record_full_run(path, name="full-run", lr=0.01, steps=50, secret=None) -> str:
     """A run holding every kind of item the run page shows; returns its key."""
     exp = Experiment(journal=str(path), project_name="viewer", workspace="me",
                      experiment_name=name, **QUIET)
@@ -48,6 +48,8 @@ def record_full_run(path, name="full-run", lr=0.01, steps=50) -> str:
     exp.log_text("a text sample <b>not bold</b>", step=3)
     exp.log_asset_data(PNG, name="red.png")
     exp.log_asset_data(b"col1,col2\n1,2\n", name="table.csv")
+    if secret:
+        exp.log_asset_data(secret.encode(), name="secret.txt")
     exp.log_git_metadata(branch="main", origin="git@example:repo", parent="abc123",
                          root="/src", user="someone")
     exp.log_git_patch(b"diff --git a/x b/x\n+added line\n")

@@ -204,6 +204,7 @@ function kvTable(obj, attrs) {
 
 const ANSI = /\x1b\[([0-9;]*)m/g;
 function ansiLine(text, stderr) {
+  text = text.replace(/\r?\n$/, "");
   const line = el("div", {class: stderr ? "stderr" : ""});
   let cls = [], last = 0, m;
   const push = s => { if (s) line.append(cls.length ? el("span", {class: cls.join(" ")}, s) : s); };
@@ -241,6 +242,15 @@ function section(title, ...content) { return el("section", {}, el("h3", {}, titl
 const IMAGE = /\.(png|jpe?g|gif|webp|bmp)$/i;
 const TEXT = /\.(txt|log|csv|json|ya?ml|py|md|cfg|ini|toml)$/i;
 
+async function assetRow(key, a) {
+  if (!a.blob) return el("tr", {}, el("td", {}, a.name), el("td", {}, "(remote)"));
+  const preview = IMAGE.test(a.name) ? el("img", {class: "preview", src: blobUrl(key, a.blob, a.name), alt: a.name})
+    : TEXT.test(a.name) ? await textPre(key, a.blob, a.name) : "";
+  return el("tr", {}, el("td", {}, a.name), el("td", {}, `${a.blob.size} bytes`),
+    el("td", {}, el("a", {href: blobUrl(key, a.blob, a.name, true), download: a.name}, "download")),
+    el("td", {}, preview));
+}
+
 async function itemSections(key, run) {
   const items = run.items, out = [];
   if (run.has_html) out.push(section("HTML", el("iframe", {class: "html", sandbox: "",
@@ -249,12 +259,10 @@ async function itemSections(key, run) {
     items.text_samples.map(async t => el("div", {"data-text-sample": t.step ?? ""},
       el("div", {class: "muted"}, `step ${t.step ?? ""} ${t.context || ""}`),
       await textPre(key, t.blob, "sample.txt"))))));
-  if (items.assets.length) out.push(section("Assets", el("table", {"data-assets": ""}, el("tbody", {},
-    await Promise.all(items.assets.map(async a => el("tr", {}, el("td", {}, a.name),
-      el("td", {}, a.blob ? `${a.blob.size} bytes` : ""),
-      el("td", {}, a.blob ? el("a", {href: blobUrl(key, a.blob, a.name, true), download: a.name}, "download") : ""),
-      el("td", {}, !a.blob ? "" : IMAGE.test(a.name) ? el("img", {class: "preview", src: blobUrl(key, a.blob, a.name), alt: a.name})
-        : TEXT.test(a.name) ? await textPre(key, a.blob, a.name) : "")))))));
+  if (items.assets.length) {
+    const assetRows = await Promise.all(items.assets.map(a => assetRow(key, a)));
+    out.push(section("Assets", el("table", {"data-assets": ""}, el("tbody", {}, assetRows))));
+  }
   if (items.git_metadata) out.push(section("Git", kvTable(items.git_metadata, {"data-git": ""})));
   if (items.upload_git_patch) out.push(section("Git patch", await textPre(key, items.upload_git_patch, "patch.diff")));
   if (items.set_code) out.push(section("Code", await textPre(key, items.set_code, "code.py")));
