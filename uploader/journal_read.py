@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sqlite3
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -100,6 +101,8 @@ class RunIndex:
         self.roots = [os.path.abspath(r) for r in roots]
         self.places: dict[str, list[Place]] = {}
         self.problems: dict[str, str] = {}  # journal path -> why it cannot be read
+        self._calls: dict[Place, tuple[int, list]] = {}  # see _calls_of
+        self._lock = threading.Lock()
         self.refresh()
 
     @classmethod
@@ -140,10 +143,26 @@ class RunIndex:
 
     def _payloads(self, key: str, endpoint: str, after_seq: int = 0) -> Iterator[tuple]:
         """``(seq, ts_ms, payload dict)`` of one endpoint's calls of a run, in journal order."""
-        for seq, ts_ms, text in self._rows(
-                key, "SELECT seq, ts_ms, payload FROM calls WHERE experiment_id=? AND "
-                     "endpoint=? AND seq>? ORDER BY seq", (endpoint, after_seq)):
-            yield seq, ts_ms, json.loads(text)
+        for place in self.places_of(key):
+            for seq, ep, ts_ms, text in self._calls_of(place):
+                if ep == endpoint and seq > after_seq:
+                    yield seq, ts_ms, json.loads(text)
+
+    def _calls_of(self, place: Place) -> list[tuple]:
+        """A run's calls other than metric points, kept in memory and read incrementally:
+        without an index on ``endpoint``, each page view would otherwise scan every metric
+        point of a big run several times."""
+        with self._lock:
+            read_through, calls = self._calls.get(place, (0, []))
+            with read_only(place.path) as conn:
+                end = conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
+                if end > read_through:
+                    calls = calls + conn.execute(
+                        "SELECT seq, endpoint, ts_ms, payload FROM calls WHERE experiment_id=? "
+                        "AND seq>? AND seq<=? AND endpoint!=? ORDER BY seq",
+                        (place.experiment_id, read_through, end, METRIC)).fetchall()
+            self._calls[place] = (end, calls)
+            return calls
 
     # --- the runs table ---------------------------------------------------------------
     def runs(self) -> list[RunSummary]:

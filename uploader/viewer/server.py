@@ -86,6 +86,7 @@ class Viewer:
         """Read every run's metrics now (in the background) so first paints are fast."""
         for key in self.index.keys():
             try:
+                self.index.summary(key)  # reads its calls other than metric points
                 self.series_of(key).refresh(force=True)
             except (JournalError, KeyError) as exc:
                 logger.warning("comet-upload view: cannot read run %s: %s", key, exc)

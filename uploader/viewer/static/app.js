@@ -312,9 +312,9 @@ async function runView(main, key) {
     el("div", {id: "tags"}, s.tags.map(t => el("span", {class: "tag"}, t))),
     chartControls(opts, render), section("Metrics", metricsBox), section("System", systemBox),
     section("Parameters", kvTable(run.params, {"data-params": ""})),
-    section("Others", kvTable(run.others, {"data-others": ""})), output.node,
-    ...await itemSections(key, run));
-  render();
+    section("Others", kvTable(run.others, {"data-others": ""})), output.node);
+  render();  // charts first: the items below may fetch blobs
+  main.append(...await itemSections(key, run));
   await output.poll();
   pollTimer = setInterval(async () => {
     try {
