@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 from comet_journal.schema.blobs import iter_chunks
 from comet_journal.schema.errors import JournalError
-from comet_journal.schema.journal import read_header, sqlite_connect, translate_error
+from comet_journal.schema.journal import Journal, sqlite_connect, translate_error
 from comet_journal.uploader.discovery import iter_journals
 from comet_journal.uploader.liveness import ENDED, journal_liveness
 
@@ -112,10 +112,11 @@ class RunIndex:
     def refresh(self) -> None:
         places: dict[str, list[Place]] = {}
         for path in iter_journals(self.roots):
-            try:
-                read_header(path)
-                with read_only(path) as conn:
-                    rows = conn.execute("SELECT id, key FROM experiments ORDER BY id").fetchall()
+            try:  # the full read-only open: header, format and tables checked
+                with Journal.open(path, readonly=True) as journal, \
+                        journal.engine.connect() as conn:
+                    rows = conn.exec_driver_sql(
+                        "SELECT id, key FROM experiments ORDER BY id").all()
             except JournalError as exc:
                 self.problems[path] = str(exc)
                 continue
