@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from array import array
@@ -18,7 +19,9 @@ from array import array
 import pytest
 
 from journal_helpers import rows
-from viewer_helpers import ViewerProcess, record_full_run
+from test_upload_support import CLI, FAST, KEY
+from viewer_helpers import QUIET, ViewerProcess, record_full_run, write_metric_journal
+from comet_journal.recorder import Experiment
 from comet_journal.uploader.journal_read import RunIndex
 from comet_journal.uploader.viewer.series import RunSeries, downsample
 from comet_journal.uploader.viewer.server import Viewer, make_server
@@ -149,3 +152,35 @@ def test_view_refuses_bad_paths_and_non_loopback_without_token(tmp_path):
     assert res.returncode == 2 and "no runs found" in res.stderr
     with pytest.raises(ValueError, match="needs a token"):
         make_server(Viewer(RunIndex([str(tmp_path)]), token=None), "0.0.0.0", 0)
+
+
+def test_status_is_live_while_the_journal_grows_then_stale(tmp_path):
+    path = tmp_path / "run.db"
+    key = write_metric_journal(path, 10, ended=False)
+    index = RunIndex([str(path)])
+    assert index.summary(key).status == "live"  # just written
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    assert index.summary(key).status == "stale"  # idle for an hour, its writer elsewhere
+
+
+def _uploads_seen_by_a_viewer(path) -> list:
+    with ViewerProcess(path) as viewer, urllib.request.urlopen(viewer.base + "/api/runs") as r:
+        return [(u["server"].rstrip("/"), u["pending"]) for u in json.load(r)["runs"][0]["uploads"]]
+
+
+def test_runs_show_what_is_pending_per_upload_server(tmp_path, emulator):
+    # The viewer runs as its own process, as it does for users: SQLite 3.40 can fail a
+    # read-only connection opened in the very process that writes the journal.
+    path = tmp_path / "run.db"
+    exp = Experiment(journal=str(path), project_name="p", workspace="w", **QUIET)
+    exp.log_metric("loss", 1.0, step=1)
+    exp.flush()
+    assert _uploads_seen_by_a_viewer(path) == []  # never uploaded
+    subprocess.run([*CLI, "upload", "--url", emulator.url, *FAST, str(path)], check=True,
+                   env={**os.environ, "COMET_API_KEY": KEY}, capture_output=True, timeout=60)
+    for step in range(2, 5):
+        exp.log_metric("loss", 1.0, step=step)
+    exp.flush()
+    assert _uploads_seen_by_a_viewer(path) == [(emulator.url.rstrip("/"), 3)]
+    exp.end()

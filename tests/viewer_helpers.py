@@ -59,7 +59,7 @@ def record_full_run(path, name="full-run", lr=0.01, steps=50, secret=None) -> st
     return exp.get_key()
 
 
-def write_metric_journal(path, points: int, name="big", metric="loss") -> str:
+def write_metric_journal(path, points: int, name="big", metric="loss", ended=True) -> str:
     """A journal of ``points`` metric calls written directly (a recorder would take minutes for
     millions); the rows are what the recorder writes. Returns the experiment key."""
     key = ("%032x" % points)[-32:].replace("0", "a")
@@ -71,7 +71,8 @@ def write_metric_journal(path, points: int, name="big", metric="loss") -> str:
     exp_id = conn.execute("SELECT id FROM experiments WHERE key=?", (key,)).fetchone()[0]
     conn.execute("INSERT INTO calls (endpoint, experiment_id, ts_ms, payload) VALUES "
                  "('experiment_start_end_time', ?, ?, ?)", (exp_id, t0, json.dumps(
-                     {"startTimeMillis": t0, "endTimeMillis": t0 + points})))
+                     {"startTimeMillis": t0, **({"endTimeMillis": t0 + points} if ended
+                                                else {})})))
     rows = ((exp_id, t0 + i, json.dumps({"metricName": metric, "metricValue": (i % 1000) / 1000
                                          + (5.0 if i == points // 2 else 0.0), "step": i},
                                         separators=(",", ":")))

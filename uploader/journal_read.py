@@ -23,8 +23,10 @@ import json
 import math
 import os
 import re
+import socket
 import sqlite3
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -32,7 +34,8 @@ from comet_journal.schema.blobs import iter_chunks
 from comet_journal.schema.errors import JournalError
 from comet_journal.schema.journal import Journal, sqlite_connect, translate_error
 from comet_journal.uploader.discovery import iter_journals
-from comet_journal.uploader.liveness import ENDED, journal_liveness
+from comet_journal.uploader.liveness import (DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE,
+                                             last_change)
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Endpoints whose points are drawn as charts; the value fields of the system samples.
@@ -76,6 +79,7 @@ class RunSummary:
 MetricPoint = tuple
 METRIC_COLUMNS = ("seq", "name", "context", "step", "epoch", "timestamp_ms", "value")
 PAGE_ROWS = 20000
+UPLOADS_TTL_S = 10.0
 
 
 @contextlib.contextmanager
@@ -102,6 +106,7 @@ class RunIndex:
         self.places: dict[str, list[Place]] = {}
         self.problems: dict[str, str] = {}  # journal path -> why it cannot be read
         self._calls: dict[Place, tuple[int, list]] = {}  # see _calls_of
+        self._uploads: dict[str, tuple[float, list]] = {}  # see uploads
         self._lock = threading.Lock()
         self.refresh()
 
@@ -173,8 +178,9 @@ class RunIndex:
         places = self.places_of(key)
         first = places[0]
         with read_only(first.path) as conn:
-            name, workspace, project, created = conn.execute(
-                "SELECT name, workspace, project, created_ms FROM experiments WHERE id=?",
+            name, workspace, project, created, host, pid = conn.execute(
+                "SELECT name, workspace, project, created_ms, host, pid FROM experiments "
+                "WHERE id=?",
                 (first.experiment_id,)).fetchone()
         start, end = created, None
         for _seq, _ts, p in self._payloads(key, "experiment_start_end_time"):
@@ -188,7 +194,7 @@ class RunIndex:
                                      "endpoint=? ORDER BY seq DESC LIMIT 1", (METRIC,)):
             step = json.loads(text).get("step")
             last_step = step if last_step is None or (step or 0) > last_step else last_step
-        status = ENDED if end is not None else _journal_status(places)
+        status = ENDED if end is not None else _run_status(places, host, pid)
         return RunSummary(key, name, workspace, project, status, start, end, last_ms,
                           last_step, self.tags(key), [p.path for p in places],
                           self.uploads(key))
@@ -200,7 +206,16 @@ class RunIndex:
         return tags
 
     def uploads(self, key: str) -> list[dict]:
-        """Per upload target (server): calls of this run acknowledged and still pending."""
+        """Per upload target (server): calls of this run still pending. Counting them scans
+        the run's calls past the watermark, so a result is reused for UPLOADS_TTL_S."""
+        cached = self._uploads.get(key)
+        if cached and time.monotonic() - cached[0] < UPLOADS_TTL_S:
+            return cached[1]
+        out = self._count_pending(key)
+        self._uploads[key] = (time.monotonic(), out)
+        return out
+
+    def _count_pending(self, key: str) -> list[dict]:
         out = []
         for place in self.places_of(key):
             with read_only(place.path) as conn:
@@ -312,15 +327,24 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
                         (name,)).fetchone() is not None
 
 
-def _journal_status(places: list[Place]) -> str:
-    """live or stale (never ended: that is decided by the run's own end record)."""
-    states = set()
-    for place in places:
+def _run_status(places: list[Place], host: str | None, pid: int | None,
+                now: float | None = None) -> str:
+    """live or stale, by the daemon's rule (ended is decided by the run's own end record):
+    live while a journal of the run grew within the stale delay, or its writer still runs
+    here. No query: liveness's own check scans every call, too slow for a polled page."""
+    now = time.time() if now is None else now
+    newest = max(last_change(p.path) for p in places)
+    if now - newest < DEFAULT_STALE_AFTER_S:
+        return LIVE
+    if host == socket.gethostname() and pid:
         try:
-            states.add(journal_liveness(place.path).state)
-        except sqlite3.Error:
-            states.add("stale")
-    return "live" if "live" in states else "stale"
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return STALE
+        except PermissionError:
+            pass
+        return LIVE
+    return STALE
 
 
 def _system_values(endpoint: str, p: dict) -> Iterator[tuple[str, Any]]:
