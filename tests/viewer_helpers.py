@@ -73,12 +73,14 @@ def write_metric_journal(path, points: int, name="big", metric="loss", ended=Tru
                  "('experiment_start_end_time', ?, ?, ?)", (exp_id, t0, json.dumps(
                      {"startTimeMillis": t0, **({"endTimeMillis": t0 + points} if ended
                                                 else {})})))
-    rows = ((exp_id, t0 + i, json.dumps({"metricName": metric, "metricValue": (i % 1000) / 1000
-                                         + (5.0 if i == points // 2 else 0.0), "step": i},
-                                        separators=(",", ":")))
-            for i in range(points))
-    conn.executemany("INSERT INTO calls (endpoint, experiment_id, ts_ms, payload) VALUES "
-                     "('log_metric', ?, ?, ?)", rows)
+    # Generated inside SQLite (a million rows in about a second); json_object writes the
+    # same compact JSON as the recorder. One spike in the middle, for downsampling checks.
+    conn.execute(
+        "INSERT INTO calls (endpoint, experiment_id, ts_ms, payload) "
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ? - 1) "
+        "SELECT 'log_metric', ?, ? + i, json_object('metricName', ?, 'metricValue', "
+        "(i % 1000) / 1000.0 + (CASE WHEN i = ? / 2 THEN 5.0 ELSE 0.0 END), 'step', i) FROM n",
+        (points, exp_id, t0, metric, points))
     conn.commit()
     conn.close()
     return key
