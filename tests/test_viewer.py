@@ -9,6 +9,8 @@ import json
 import math
 import os
 import random
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -184,3 +186,31 @@ def test_runs_show_what_is_pending_per_upload_server(tmp_path, emulator):
     exp.flush()
     assert _uploads_seen_by_a_viewer(path) == [(emulator.url.rstrip("/"), 3)]
     exp.end()
+
+
+def test_reads_journals_on_read_only_media(full_run, tmp_path):
+    """A journal on a read-only mount (no -wal/-shm can be made next to it) is still read."""
+    path, key = full_run
+    src, mnt = tmp_path / "media", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    copy = src / "run.db"  # a finished run, copied as users copy it: one WAL-mode file
+    shutil.copy(path, copy)
+    if os.path.exists(f"{path}-wal"):
+        shutil.copy(f"{path}-wal", f"{copy}-wal")
+    sqlite3.connect(str(copy)).close()  # the last connection folds the -wal in, removes it
+    assert sorted(os.listdir(src)) == ["run.db"]
+    assert open(copy, "rb").read(20)[18:20] == b"\x02\x02"  # still a WAL-mode journal
+    mount = f"mount --bind {src} {mnt} && mount -o remount,ro,bind {mnt}"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && ! touch {mnt}/x"],
+                           capture_output=True)
+    if probe.returncode:
+        pytest.skip(f"cannot make a read-only mount here: {probe.stderr.decode()[-200:]}")
+    export = f"{sys.executable} -m comet_journal.uploader.cli export {mnt} --what params " \
+             "--format jsonl"
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", f"{mount} && {export}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert {json.loads(l)["name"] for l in out.stdout.splitlines()} == {"lr", "layers",
+                                                                        "optimizer"}
+    assert sorted(os.listdir(src)) == ["run.db"]  # nothing written beside it
