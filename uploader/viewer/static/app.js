@@ -117,6 +117,7 @@ class Chart {
     this.box.dataset.points = first.points;
     this.box.dataset.lastStep = first.last_step ?? "";
     this.box.dataset.sent = data.reduce((n, d) => n + d.x.length, 0);
+    this.box.dataset.inRange = first.in_range;  // points of the journal in the visible range
     const tables = data.map(d => [d.x, smooth(d.y, this.opts.smoothing)]);
     const aligned = tables.length === 1 ? tables[0] : uPlot.join(tables);
     this.draw(aligned);
