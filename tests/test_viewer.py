@@ -55,7 +55,12 @@ def test_downsample_sends_full_resolution_when_zoomed_in():
 
 def test_series_grow_incrementally_and_sort_out_of_order_steps():
     calls = []
-    run = RunSeries(lambda after: [c for c in calls if c[0] > after])
+    def read_rows(cursor):  # one journal, "j"
+        new = [c for c in calls if c[0] > cursor.get("j", 0)]
+        cursor["j"] = max([c[0] for c in new], default=cursor.get("j", 0))
+        return new
+
+    run = RunSeries(read_rows)
     calls += [(1, "loss", None, 5, None, 1000, 0.5), (2, "loss", None, 1, None, 1001, "NaN"),
               (3, "loss", None, 2, None, 1002, 0.2), (4, "acc", "train", None, None, 1003, 1)]
     run.refresh(force=True)
@@ -198,7 +203,9 @@ def test_reads_journals_on_read_only_media(full_run, tmp_path):
     shutil.copy(path, copy)
     if os.path.exists(f"{path}-wal"):
         shutil.copy(f"{path}-wal", f"{copy}-wal")
-    sqlite3.connect(str(copy)).close()  # the last connection folds the -wal in, removes it
+    conn = sqlite3.connect(str(copy))  # the last connection folds the -wal in, removes it
+    conn.execute("SELECT count(*) FROM calls").fetchone()
+    conn.close()
     assert sorted(os.listdir(src)) == ["run.db"]
     assert open(copy, "rb").read(20)[18:20] == b"\x02\x02"  # still a WAL-mode journal
     mount = f"mount --bind {src} {mnt} && mount -o remount,ro,bind {mnt}"
@@ -214,3 +221,36 @@ def test_reads_journals_on_read_only_media(full_run, tmp_path):
     assert {json.loads(l)["name"] for l in out.stdout.splitlines()} == {"lr", "layers",
                                                                         "optimizer"}
     assert sorted(os.listdir(src)) == ["run.db"]  # nothing written beside it
+
+
+def test_a_run_spread_over_several_journals_is_one_run(tmp_path):
+    """Ranks or segments of one experiment in several files: one run, every point once."""
+    first = Experiment(journal=str(tmp_path / "rank0.db"), project_name="p", workspace="w",
+                       **QUIET)
+    key = first.get_key()
+    second = Experiment(journal=str(tmp_path / "rank1.db"), experiment_key=key,
+                        project_name="p", workspace="w", **QUIET)
+    for step in range(3):
+        first.log_metric("loss", 1.0, step=step)
+        second.log_metric("loss", 2.0, step=10 + step)
+    first.log_output("from rank 0\n")
+    second.log_output("from rank 1\n")
+    first.flush()
+    second.flush()
+    index = RunIndex([str(tmp_path)])
+    assert index.keys() == [key] and len(index.places_of(key)) == 2
+    run = RunSeries(lambda cursor: index.metric_rows(key, cursor))
+    run.refresh(force=True)
+    assert run.get("loss", None).points == 6
+    output_cursor: dict = {}
+    assert {l["text"] for l in index.output(key, output_cursor)} == {"from rank 0\n",
+                                                                    "from rank 1\n"}
+    second.log_metric("loss", 2.0, step=20)  # only the new point is read, once
+    second.log_output("more\n")
+    second.flush()
+    run.refresh(force=True)
+    assert run.get("loss", None).points == 7
+    assert list(run.get("loss", None).ordered("step")[0]) == [0, 1, 2, 10, 11, 12, 20]
+    assert [l["text"] for l in index.output(key, output_cursor)] == ["more\n"]
+    first.end()
+    second.end()

@@ -80,6 +80,9 @@ MetricPoint = tuple
 METRIC_COLUMNS = ("seq", "name", "context", "step", "epoch", "timestamp_ms", "value")
 PAGE_ROWS = 20000
 UPLOADS_TTL_S = 10.0
+# How far each journal of a run has been read: journal path -> seq read through. Sequence
+# numbers are per file, so a run spread over several journals keeps one per file.
+Cursor = dict
 
 
 @contextlib.contextmanager
@@ -147,14 +150,24 @@ class RunIndex:
                 while rows := cursor.fetchmany(PAGE_ROWS):
                     yield from rows
 
-    def _payloads(self, key: str, endpoint: str, after_seq: int = 0) -> Iterator[tuple]:
+    def _payloads(self, key: str, endpoint: str) -> Iterator[tuple]:
         """``(seq, ts_ms, payload dict)`` of one endpoint's calls of a run, in journal order."""
-        for place in self.places_of(key):
-            for seq, ep, ts_ms, text in self._calls_of(place):
-                if ep == endpoint and seq > after_seq:
-                    yield seq, ts_ms, json.loads(text)
+        for _ep, seq, ts_ms, payload in self._payloads_since(key, (endpoint,), {}):
+            yield seq, ts_ms, payload
 
-    def _calls_of(self, place: Place) -> list[tuple]:
+    def _payloads_since(self, key: str, endpoints: tuple[str, ...],
+                        since: Cursor) -> Iterator[tuple]:
+        """``(endpoint, seq, ts_ms, payload)`` of a run's calls to ``endpoints`` not yet read:
+        ``since`` (journal path -> seq read through) is advanced as the calls are read."""
+        for place in self.places_of(key):
+            after = since.get(place.path, 0)
+            read_through, calls = self._calls_of(place)
+            for seq, ep, ts_ms, text in calls:
+                if seq > after and ep in endpoints:
+                    yield ep, seq, ts_ms, json.loads(text)
+            since[place.path] = max(after, read_through)
+
+    def _calls_of(self, place: Place) -> tuple[int, list[tuple]]:
         """A run's calls other than metric points, kept in memory and read incrementally:
         without an index on ``endpoint``, each page view would otherwise scan every metric
         point of a big run several times."""
@@ -167,8 +180,8 @@ class RunIndex:
                         "SELECT seq, endpoint, ts_ms, payload FROM calls WHERE experiment_id=? "
                         "AND seq>? AND seq<=? AND endpoint!=? ORDER BY seq",
                         (place.experiment_id, read_through, end, METRIC)).fetchall()
-            self._calls[place] = (end, calls)
-            return calls
+            self._calls[place] = (max(end, read_through), calls)
+            return self._calls[place]
 
     # --- the runs table ---------------------------------------------------------------
     def runs(self) -> list[RunSummary]:
@@ -232,23 +245,30 @@ class RunIndex:
         return out
 
     # --- values -----------------------------------------------------------------------
-    def metric_rows(self, key: str, after_seq: int = 0) -> Iterator[MetricPoint]:
-        """Every metric point of a run after ``after_seq`` (journal order), decoded in SQL."""
+    def metric_rows(self, key: str, since: Cursor | None = None) -> Iterator[MetricPoint]:
+        """Every metric point of a run not yet read (``since``, advanced as rows are read;
+        default: all), in journal order, decoded in SQL."""
         sql = ("SELECT seq, json_extract(payload, '$.metricName'), "
                "json_extract(payload, '$.context'), json_extract(payload, '$.step'), "
                "json_extract(payload, '$.epoch'), "
                "coalesce(json_extract(payload, '$.timestamp'), ts_ms), "
                "json_extract(payload, '$.metricValue') FROM calls "
                "WHERE experiment_id=? AND endpoint='log_metric' AND seq>? ORDER BY seq")
-        return self._rows(key, sql, (after_seq,))
+        since = {} if since is None else since
+        for place in self.places_of(key):
+            with read_only(place.path) as conn:
+                cursor = conn.execute(sql, (place.experiment_id, since.get(place.path, 0)))
+                while rows := cursor.fetchmany(PAGE_ROWS):
+                    since[place.path] = rows[-1][0]
+                    yield from rows
 
-    def system_rows(self, key: str, after_seq: int = 0) -> Iterator[MetricPoint]:
+    def system_rows(self, key: str, since: Cursor | None = None) -> Iterator[MetricPoint]:
         """CPU, RAM, load and GPU samples as metric points named ``sys/...``."""
-        for endpoint in SYSTEM_ENDPOINTS:
-            for seq, ts_ms, p in self._payloads(key, endpoint, after_seq):
-                position = (p.get("step"), p.get("epoch"), p.get("timestamp") or ts_ms)
-                for name, value in _system_values(endpoint, p):
-                    yield (seq, name, p.get("context"), *position, value)
+        since = {} if since is None else since
+        for endpoint, seq, ts_ms, p in self._payloads_since(key, SYSTEM_ENDPOINTS, since):
+            position = (p.get("step"), p.get("epoch"), p.get("timestamp") or ts_ms)
+            for name, value in _system_values(endpoint, p):
+                yield (seq, name, p.get("context"), *position, value)
 
     def params(self, key: str) -> dict[str, Any]:
         """The latest value of each parameter."""
@@ -258,14 +278,18 @@ class RunIndex:
     def others(self, key: str) -> dict[str, Any]:
         return {p["key"]: p.get("value") for _s, _t, p in self._payloads(key, "log_other")}
 
-    def output(self, key: str, after_seq: int = 0, limit: int = 20000) -> list[dict]:
-        """Output lines (``stderr`` marked) after ``after_seq``, at most ``limit`` (the last)."""
+    def output(self, key: str, since: Cursor | None = None, limit: int = 20000) -> list[dict]:
+        """Output lines (``stderr`` marked) not yet read (``since``, advanced), at most
+        ``limit`` (the last); lines of several journals are merged by time."""
         lines: list[dict] = []
-        for seq, ts_ms, p in self._payloads(key, "log_output", after_seq):
+        since = {} if since is None else since
+        for _ep, seq, ts_ms, p in self._payloads_since(key, ("log_output",), since):
             for line in p.get("outputLines") or []:
                 lines.append({"seq": seq, "ts": line.get("localTimestamp") or ts_ms,
                               "stderr": bool(line.get("stderr")),
                               "text": str(line.get("output", ""))})
+        if len(self.places_of(key)) > 1:
+            lines.sort(key=lambda line: line["ts"])
         return lines[-limit:]
 
     def html(self, key: str) -> str:

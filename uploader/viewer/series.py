@@ -102,10 +102,12 @@ def downsample(xs: array, ys: array, lo: float | None, hi: float | None,
 class RunSeries:
     """Every series of one run, refreshed from the journal at most every REFRESH_EVERY_S."""
 
-    def __init__(self, read_rows: Callable[[int], Iterable[tuple]]):
-        self.read_rows = read_rows  # after_seq -> (seq, name, context, step, epoch, ts, value)
+    def __init__(self, read_rows: Callable[[dict], Iterable[tuple]]):
+        # read_rows(cursor) -> (seq, name, context, step, epoch, ts, value) of the points not
+        # read yet, advancing the cursor (journal path -> seq read through)
+        self.read_rows = read_rows
         self.series: dict[tuple[str, str | None], Series] = {}
-        self.last_seq = 0
+        self.cursor: dict[str, int] = {}
         self.refreshed_at = 0.0
         self.lock = threading.Lock()
 
@@ -114,15 +116,12 @@ class RunSeries:
             if not force and time.monotonic() - self.refreshed_at < REFRESH_EVERY_S:
                 return
             series = self.series
-            last = self.last_seq
-            for seq, name, context, step, epoch, ts_ms, value in self.read_rows(self.last_seq):
+            for _seq, name, context, step, epoch, ts_ms, value in self.read_rows(self.cursor):
                 sid = (name, context)
                 s = series.get(sid)
                 if s is None:
                     s = series[sid] = Series(name, context)
                 s.add(step, epoch, ts_ms, value)
-                last = max(last, seq)
-            self.last_seq = last
             self.refreshed_at = time.monotonic()
 
     def describe(self) -> list[dict]:

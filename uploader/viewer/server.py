@@ -79,7 +79,7 @@ class Viewer:
             run = self._series.get((key, kind))
             if run is None:
                 read = self.index.system_rows if system else self.index.metric_rows
-                run = self._series[(key, kind)] = RunSeries(lambda seq: read(key, seq))
+                run = self._series[(key, kind)] = RunSeries(lambda cursor: read(key, cursor))
         return run
 
     def warm(self) -> None:
@@ -128,12 +128,25 @@ class Viewer:
                 "last_step": s.last_step, "in_range": in_range, "x": x, "y": y}
 
     def output(self, key: str, query) -> dict:
-        return {"lines": self.index.output(key, int(_arg(query, "after") or 0))}
+        cursor = _cursor(_arg(query, "after"))
+        lines = self.index.output(key, cursor)
+        return {"lines": lines, "cursor": cursor}
 
 
 def _arg(query: dict, name: str) -> str | None:
     values = query.get(name)
     return values[0] if values else None
+
+
+def _cursor(text: str | None) -> dict[str, int]:
+    """The output cursor the page sends back: {journal path: seq read through}."""
+    try:
+        cursor = json.loads(text) if text else {}
+        if isinstance(cursor, dict) and all(isinstance(v, int) for v in cursor.values()):
+            return cursor
+    except ValueError:
+        pass
+    raise ValueError(f"after must be the cursor an earlier answer gave, got {text!r}")
 
 
 def _float(text: str | None) -> float | None:

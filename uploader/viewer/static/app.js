@@ -275,7 +275,7 @@ async function itemSections(key, run) {
 function outputPane(key) {
   const pane = el("div", {class: "output", "data-output": ""});
   const search = el("input", {type: "search", placeholder: "search output", id: "output-search"});
-  let lines = [], after = 0;
+  let lines = [], cursor = {};
   function render() {
     const q = search.value.toLowerCase();
     pane.replaceChildren(...lines.filter(l => !q || l.text.toLowerCase().includes(q))
@@ -283,9 +283,10 @@ function outputPane(key) {
   }
   search.addEventListener("input", render);
   async function poll() {
-    const got = (await getJSON(`${runUrl(key)}/output?after=${after}`)).lines;
+    const answer = await getJSON(`${runUrl(key)}/output?after=${encodeURIComponent(JSON.stringify(cursor))}`);
+    const got = answer.lines;
+    cursor = answer.cursor;
     if (!got.length) return;
-    after = got[got.length - 1].seq;
     lines = lines.concat(got).slice(-20000);
     render();
   }
