@@ -16,7 +16,7 @@ from comet_journal.uploader.viewer.server import Viewer, is_loopback, make_serve
 
 
 def _index_or_exit(paths: tuple[str, ...]) -> RunIndex:
-    index = RunIndex.scan(list(paths))
+    index = RunIndex(list(paths))
     for path, problem in index.problems.items():
         click.echo(f"comet-upload: skipping {path}: {problem}", err=True)
     if not index.keys():

@@ -11,7 +11,7 @@ segments), so each query reads every file holding that key, in order.
 Example::
 
     from comet_journal.uploader.journal_read import RunIndex
-    index = RunIndex.scan(["runs/"])
+    index = RunIndex(["runs/"])
     for run in index.runs():
         print(run.key, run.name, index.params(run.key))
 """
@@ -112,10 +112,6 @@ class RunIndex:
         self._uploads: dict[str, tuple[float, list]] = {}  # see uploads
         self._lock = threading.Lock()
         self.refresh()
-
-    @classmethod
-    def scan(cls, roots: list[str]) -> "RunIndex":
-        return cls(list(roots))
 
     def refresh(self) -> None:
         places: dict[str, list[Place]] = {}
