@@ -85,7 +85,7 @@ def test_reader_matches_the_journal_and_never_writes(full_run):
     path, key = full_run
     before = {p: hashlib.sha256(open(p, "rb").read()).hexdigest()
               for p in (str(path), str(path) + "-wal") if os.path.exists(p)}
-    index = RunIndex.scan([str(path.parent)])
+    index = RunIndex([str(path.parent)])
     assert index.keys() == [key]
     summary = index.summary(key)
     assert (summary.name, summary.status, summary.tags) == ("full-run", "ended",
