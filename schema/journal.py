@@ -142,7 +142,10 @@ def sqlite_connect(path: str, *, readonly: bool = False,
     if timeout is None:
         timeout = _busy_timeout_s
     if readonly:
-        conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=timeout,
+        uri = f"file:{_uri_path(path)}?mode=ro"
+        if _on_read_only_media(path):
+            uri += "&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout,
                                isolation_level=None, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
@@ -152,6 +155,18 @@ def sqlite_connect(path: str, *, readonly: bool = False,
         # or power loss can take the last transactions (FULL is offered as an option).
         conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _on_read_only_media(path: str) -> bool:
+    """A journal without a -wal file in a directory nobody here can write (read-only media).
+
+    SQLite cannot open a WAL-mode file read-only unless it can create the -wal and -shm
+    files or is told the file is immutable. Without a -wal file, immutable reads exactly what
+    the file holds; each read-only connection decides again, so a writer appearing later is
+    seen by the next connection.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    return not os.path.exists(path + "-wal") and not os.access(directory, os.W_OK)
 
 
 def _uri_path(path: str) -> str:

@@ -9,9 +9,11 @@ from comet_journal.uploader.cli.group import main
 from comet_journal.uploader.cli.inspect import inspect_command
 from comet_journal.uploader.cli.status import status_command
 from comet_journal.uploader.cli.upload import upload_command
+from comet_journal.uploader.cli.view import export_command, view_command
 from comet_journal.uploader.cli.watch import watch_command
 
-for _command in (upload_command, status_command, inspect_command, watch_command):
+for _command in (upload_command, status_command, inspect_command, watch_command,
+                 view_command, export_command):
     main.add_command(_command)
 
 __all__ = ["main"]

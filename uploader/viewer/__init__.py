@@ -1,0 +1,1 @@
+"""``comet-upload view``: a local, read-only web viewer of journals (see ``server``)."""
