@@ -17,6 +17,7 @@ import click
 
 from comet_journal.schema.errors import JournalError
 from comet_journal.uploader import __version__
+from comet_journal.uploader.cli_import import import_command, journals_for_upload, state_option
 from comet_journal.uploader.config import resolve
 from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
 from comet_journal.uploader.formatting import human_bytes, human_duration_s, human_time_ms
@@ -187,10 +188,11 @@ def _error(message: str, hint: str = "") -> None:
 @click.option("--busy-timeout", type=click.FloatRange(0, None), default=30.0,
               show_default=True, help="Seconds to wait for a journal that another process "
               "holds locked before giving up on it (exit 1).")
+@state_option
 def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, concurrency,
                    batch, batch_size, deadline, backoff_base, backoff_cap, timeout,
                    retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
-                   busy_timeout) -> None:
+                   busy_timeout, state_dir) -> None:
     """Upload each JOURNAL: every pending call, in journal order, exactly once.
 
     Progress is recorded in the journal as the server acknowledges each call: stop it at any
@@ -201,11 +203,13 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
       comet-upload run.db
       COMET_API_KEY=... comet-upload --url https://comet.example.com runs/*.db
       comet-upload --json --deadline forever run.db
+      comet-upload offline/<key>.zip   (an OfflineExperiment archive: imported, then uploaded)
     """
     _setup_logging(verbose, quiet)
     deadline_s = _deadline(deadline)
     from comet_journal.schema.journal import set_busy_timeout
     set_busy_timeout(busy_timeout)
+    journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
     config = _resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
@@ -460,6 +464,7 @@ def _print_inspect(s) -> None:
         click.echo(f"  {endpoint:<{width}}  {count}")
 
 
+main.add_command(import_command)
 from comet_journal.uploader import cli_watch  # noqa: E402,F401  (registers the "watch" command on main)
 
 if __name__ == "__main__":
