@@ -43,9 +43,14 @@ def _fail(exc: ArchiveError) -> None:
                    "left in its offline directory (it names the experiment key).")
 @click.option("--partial", is_flag=True, help="Import what can be imported from a damaged "
               "archive and list what was skipped (default: refuse it whole).")
+@click.option("--workspace", help="For a source that names none (a rescued run): default "
+              "$COMET_WORKSPACE.")
+@click.option("--project-name", help="For a source that names none (a rescued run): default "
+              "$COMET_PROJECT_NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @state_option
-def import_command(sources, journal, placeholder, partial, as_json, state_dir) -> None:
+def import_command(sources, journal, placeholder, partial, workspace, project_name, as_json,
+                   state_dir) -> None:
     """Convert each SOURCE into a journal: an OfflineExperiment archive (<key>.zip), its
     unpacked directory, or the temporary directory (holding messages.json) of a run that
     never reached end(). Importing the same run again changes nothing.
@@ -53,7 +58,8 @@ def import_command(sources, journal, placeholder, partial, as_json, state_dir) -
     \b
     Examples:
       comet-upload import offline/*.zip
-      comet-upload import /tmp/tmpab12cd34 --placeholder offline/<key>.zip
+      comet-upload import /tmp/tmpab12cd34 --placeholder offline/<key>.zip \\
+          --workspace ws --project-name proj
       comet-upload import run.zip --journal run.db && comet-upload run.db
     """
     if journal and len(sources) > 1 and not os.path.isdir(journal):
@@ -63,7 +69,8 @@ def import_command(sources, journal, placeholder, partial, as_json, state_dir) -
     for source in sources:
         try:
             result = import_source(source, journal=journal, state_dir=state_dir,
-                                   placeholder=placeholder, partial=partial)
+                                   placeholder=placeholder, partial=partial,
+                                   workspace=workspace, project=project_name)
         except ArchiveError as exc:
             _fail(exc)
             results.append({"source": source, "error": redact(str(exc))})

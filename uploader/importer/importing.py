@@ -55,7 +55,8 @@ def imported_journal_path(key: str, state_dir: str | None = None) -> str:
 
 def import_source(source: str | os.PathLike, *, journal: str | os.PathLike | None = None,
                   state_dir: str | None = None, placeholder: str | None = None,
-                  partial: bool = False) -> ImportResult:
+                  partial: bool = False, workspace: str | None = None,
+                  project: str | None = None) -> ImportResult:
     """Import one archive, unpacked archive or rescued run directory. Idempotent.
 
     :param journal: the journal file to create, or an existing directory to create
@@ -63,10 +64,14 @@ def import_source(source: str | os.PathLike, *, journal: str | os.PathLike | Non
     :param placeholder: a rescued run's placeholder ``<key>.zip`` (its key).
     :param partial: import what can be imported and list what was skipped, instead of
         refusing the whole source at its first problem.
+    :param workspace, project: for a source that does not name them (a rescued run's
+        experiment.json is lost; default ``$COMET_WORKSPACE``/``$COMET_PROJECT_NAME``).
     Raises :class:`ArchiveError` naming the source, the line and the problem.
     """
     with OfflineSource(source, placeholder) as src:
         info = src.info
+        info.workspace = info.workspace or workspace or os.environ.get("COMET_WORKSPACE")
+        info.project = info.project or project or os.environ.get("COMET_PROJECT_NAME")
         path = _journal_path(journal, info.key, state_dir)
         result = ImportResult(src.path, src.kind, info.key, path, imported=False,
                               ended=info.ended)
@@ -75,6 +80,10 @@ def import_source(source: str | os.PathLike, *, journal: str | os.PathLike | Non
         if os.path.exists(path):
             raise ArchiveError(src.path, f"the journal {path} exists and holds other "
                                "experiments", hint="choose another --journal path")
+        if not (info.workspace and info.project):
+            raise ArchiveError(src.path, "names no workspace and project (a run killed before "
+                               "end() loses them with its experiment.json)",
+                               hint="give --workspace and --project-name")
         if src.unsafe_members and not partial:
             raise ArchiveError(src.path, f"the path {src.unsafe_members[0]!r} escapes the "
                                "archive's directory", hint="the archive was altered; "

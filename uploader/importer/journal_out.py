@@ -68,8 +68,12 @@ class ImportJournal:
         return self.experiment_id
 
     def call(self, endpoint: str, payload: dict, ts_ms: int) -> None:
-        """Journal one call; raises ``CatalogueError`` when the payload does not fit."""
-        validate(ENDPOINTS[endpoint], payload, journal_form=True)
+        """Journal one call; raises ``CatalogueError`` when the payload does not fit.
+
+        ``experiment_create`` may lack its project, as the recorder's may: the uploader's
+        ``--workspace``/``--project-name`` (or the server's default) supply it."""
+        if endpoint != "experiment_create":
+            validate(ENDPOINTS[endpoint], payload, journal_form=True)
         self._rows.append((endpoint, self.experiment_id, int(ts_ms), _encode(payload)))
         if len(self._rows) >= ROWS_PER_COMMIT:
             self._flush()
