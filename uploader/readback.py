@@ -208,13 +208,13 @@ class ReadBack:
         return verdicts
 
     def _summaries(self, path: str, name_field: str, value_field: str):
-        def check(self: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
+        def check(self: "ReadBack", calls: list[Call], key: str) -> list[bool]:
             data = self.get(path, experimentKey=key) or {}
             current = {v.get("name"): v for v in data.get("values") or []}
             by_name: dict[str, list[int]] = {}
             for i, call in enumerate(calls):
                 by_name.setdefault(call.payload[name_field], []).append(i)
-            verdicts: list[bool | None] = [False] * len(calls)
+            verdicts = [False] * len(calls)
 
             def is_current(c: Call, summary: dict) -> bool:
                 ts = c.payload.get("timestamp", c.ts_ms)
@@ -227,16 +227,13 @@ class ReadBack:
                 if summary is None:
                     continue
                 # the stream is ordered: the last call matching the server's current value
-                # and time is where the run of calls stopped. When several match (the same
-                # value at the same millisecond again, as in imported archives), the run
-                # reached at least the first; the ones after it cannot be told: resent.
-                matches = [i for i in idxs if is_current(calls[i], summary)]
-                if matches:
-                    for j in idxs:
-                        if j <= matches[0]:
-                            verdicts[j] = True
-                        elif j <= matches[-1]:
-                            verdicts[j] = None
+                # and time is where the run of calls stopped
+                for i in reversed(idxs):
+                    if is_current(calls[i], summary):
+                        for j in idxs:
+                            if j <= i:
+                                verdicts[j] = True
+                        break
                 else:
                     # An earlier run may have sent this stream further than these calls (a
                     # crashed run's batch, re-batched differently now): if the current value
@@ -316,7 +313,7 @@ class ReadBack:
         return check
 
     def _fields_equal(self, path: str):
-        def check(self: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
+        def check(self: "ReadBack", calls: list[Call], key: str) -> list[bool]:
             data = self.get(path, experimentKey=key) or {}
             return [all(norm_value(data.get(k)) == norm_value(v)
                         for k, v in c.payload.items()) for c in calls]
