@@ -336,3 +336,30 @@ def test_state_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("COMET_JOURNAL_STATE", str(tmp_path / "env"))
     assert default_state_dir() == str(tmp_path / "env")
     assert default_state_dir(tmp_path / "flag") == str(tmp_path / "flag")
+
+
+# --- the watch daemon -------------------------------------------------------------------------
+
+def test_watch_imports_archives_appearing_and_uploads_them_once(emulator, full_archive,
+                                                                tmp_path):
+    from test_watch import start_daemon, stop_daemon, wait_until
+    watched, state = tmp_path / "offline", tmp_path / "state"
+    watched.mkdir()
+    placeholder = watched / ("f" * 32 + ".zip")  # a run still going: not an error
+    with zipfile.ZipFile(placeholder, "w"):
+        pass
+    daemon = start_daemon(emulator, watched, "--rescan", "0.5", "--state", str(state))
+    try:
+        time.sleep(1.0)
+        shutil.copy(full_archive, watched / os.path.basename(full_archive))
+        key = os.path.basename(full_archive)[:-4]
+        assert wait_until(lambda: any(a["endpoint"] == "experiment_start_end_time"
+                                      for a in _applied(emulator, key)), timeout=60)
+    finally:
+        code, _, _, err = stop_daemon(daemon)
+    assert code == 0, err
+    assert_server_holds_archive(emulator, full_archive, key)
+    assert sorted(os.listdir(watched)) == sorted([placeholder.name,
+                                                  os.path.basename(full_archive)])
+    assert os.path.exists(state / "imported" / f"{key}.db")
+    assert "placeholder" not in err and "Error" not in err

@@ -40,6 +40,7 @@ from comet_journal.uploader.client import Client, TransportError
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.discovery import DEFAULT_PATTERN, classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
+from comet_journal.uploader.importer.archive_watch import ArchiveImports
 from comet_journal.uploader.events import EventLog
 from comet_journal.uploader.fs_events import JournalEvents
 from comet_journal.uploader.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
@@ -74,6 +75,7 @@ class WatchOptions:
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     keepalive: bool = True
     after_upload: str = "keep"  # keep | delete | move:DIR
+    state_dir: str | None = None  # where OfflineExperiment archives found are imported
     replay: Options = field(default_factory=lambda: Options(
         policy=RetryPolicy(deadline_s=None)))  # a daemon never gives up on a server
 
@@ -130,6 +132,7 @@ class WatchDaemon:
         self.events = JournalEvents(self.roots, self.options.pattern,
                                     self.options.poll_interval)
         self._keepalive = _KeepAlive(self) if self.options.keepalive else None
+        self._archives = ArchiveImports(self.options.state_dir, self.log)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -186,6 +189,8 @@ class WatchDaemon:
             return
         for path in paths:
             self._changed(path, from_scan=True)
+        for journal in self._archives.journals(self.roots):  # OfflineExperiment *.zip
+            self._changed(journal, from_scan=True)
 
     def _changed(self, path: str, from_scan: bool = False) -> None:
         """A journal appeared or may have changed: queue it if it holds new calls.
