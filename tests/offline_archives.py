@@ -124,3 +124,23 @@ def archive_messages(source) -> list[dict]:
         with zipfile.ZipFile(source) as zf:
             data = zf.read("messages.json")
     return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def make_big_archive(path, megabytes: int) -> str:
+    """An archive as OfflineExperiment writes it (stored, zip64) holding one big asset of
+    random bytes, written 1 MiB at a time."""
+    key = "b" * 32
+    archive = os.path.join(str(path), f"{key}.zip")
+    info = {"offline_id": key, "project_name": "p", "workspace": "w", "start_time": 1,
+            "stop_time": 2, "tags": []}
+    message = {"type": "file_upload", "payload": {
+        "upload_type": "asset", "file_path": "tmpbig", "message_id": 1, "local_timestamp": 5,
+        "metadata": {}, "clean": True, "additional_params": {
+            "fileName": "big.bin", "step": 0, "overwrite": False, "context": None}}}
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr("experiment.json", json.dumps(info))
+        zf.writestr("messages.json", json.dumps(message) + "\n")
+        with zf.open("tmpbig", "w", force_zip64=True) as fh:
+            for _ in range(megabytes):
+                fh.write(os.urandom(1 << 20))
+    return archive

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import subprocess
 import time
 import zipfile
@@ -363,3 +364,40 @@ def test_watch_imports_archives_appearing_and_uploads_them_once(emulator, full_a
                                                   os.path.basename(full_archive)])
     assert os.path.exists(state / "imported" / f"{key}.db")
     assert "placeholder" not in err and "Error" not in err
+
+
+# --- bounded memory ---------------------------------------------------------------------------
+
+MEASURE_IMPORT = r'''
+import json, resource, sys
+from comet_journal.uploader.importer import import_source
+result = import_source(sys.argv[1], journal=sys.argv[2])
+print(json.dumps({"calls": result.calls,
+                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+'''
+
+
+def test_big_archive_is_imported_with_bounded_memory(tmp_path):
+    from offline_archives import make_big_archive
+    megabytes = 192
+    archive = make_big_archive(tmp_path, megabytes)
+    proc = subprocess.run([sys.executable, "-c", MEASURE_IMPORT, archive,
+                           str(tmp_path / "big.db")], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads(proc.stdout)
+    assert measured["calls"] == 3  # create, the asset, start/end
+    assert measured["max_rss_mb"] < 110  # the asset is 192 MiB: streamed, never held
+    import sqlite3
+    conn = sqlite3.connect(tmp_path / "big.db")
+    (payload,) = conn.execute("SELECT payload FROM calls WHERE endpoint='upload_asset'").fetchone()
+    from comet_journal.schema.blobs import iter_chunks
+    digest = hashlib.sha256()
+    for chunk in iter_chunks(conn, json.loads(payload)["file"]["$blob"]):
+        digest.update(chunk)
+    with zipfile.ZipFile(archive) as zf, zf.open("tmpbig") as fh:
+        want = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            want.update(block)
+    conn.close()
+    assert digest.hexdigest() == want.hexdigest()
