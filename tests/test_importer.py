@@ -122,6 +122,14 @@ def assert_server_holds_archive(emu, source, key) -> None:
     assert details["logAdditionalSystemInfoList"] == [{"key": "sk", "value": "sv"}]
 
 
+def _holds(emu, source, key) -> bool:
+    try:
+        assert_server_holds_archive(emu, source, key)
+    except (AssertionError, KeyError):
+        return False
+    return True
+
+
 def _import_json(*args) -> dict:
     proc = run_cli("import", "--json", *args)
     assert proc.returncode in (0, 1), proc.stderr
@@ -173,6 +181,10 @@ def test_import_report_keeps_what_no_endpoint_carries(full_archive, tmp_path):
     assert kept[0]["payload"] and meta["import.run_ended"] == "true"
     human = run_cli("import", full_archive, "--journal", tmp_path / "run.db", check=0)
     assert "already imported" in human.stdout
+    inspected = run_cli("inspect", tmp_path / "run.db", check=0).stdout
+    assert "kept, not sent (no documented endpoint): remote_file x1" in inspected
+    facts = json.loads(run_cli("inspect", "--json", tmp_path / "run.db", check=0).stdout)
+    assert facts["imported"]["not_sent"]["file_name"] == 1
 
 
 # --- a run SIGKILLed before end() ----------------------------------------------------------
@@ -354,8 +366,7 @@ def test_watch_imports_archives_appearing_and_uploads_them_once(emulator, full_a
         time.sleep(1.0)
         shutil.copy(full_archive, watched / os.path.basename(full_archive))
         key = os.path.basename(full_archive)[:-4]
-        assert wait_until(lambda: any(a["endpoint"] == "experiment_start_end_time"
-                                      for a in _applied(emulator, key)), timeout=60)
+        assert wait_until(lambda: _holds(emulator, full_archive, key), timeout=60, interval=1)
     finally:
         code, _, _, err = stop_daemon(daemon)
     assert code == 0, err
