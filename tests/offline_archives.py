@@ -20,9 +20,13 @@ QUIET = dict(log_code=False, log_graph=False, auto_param_logging=False,
 FULL_RUN = r'''
 import os, sys, comet_ml
 os.makedirs(OUT, exist_ok=True)
+options = dict(QUIET, log_env_details=True, log_env_host=True, log_git_metadata=GIT,
+               log_git_patch=GIT)
 exp = comet_ml.OfflineExperiment(offline_directory=OUT, project_name="proj", workspace="ws",
-                                 log_env_details=True, log_env_host=True, **QUIET)
+                                 **options)
 exp.set_name("imported-run")
+open(OUT + ".png", "wb").write(b"\x89PNG\r\n\x1a\n")
+exp.log_image(OUT + ".png", name="picture.png", step=6)
 exp.add_tags(["a", "b"])
 for s in (1, 2, 3):
     exp.log_parameter("lr", 0.1 * s, step=s)
@@ -69,9 +73,30 @@ time.sleep(600)
 '''
 
 
-def _script(out: str, body: str, points: int, lines: int) -> str:
+def _script(out: str, body: str, points: int, lines: int, git: bool = False) -> str:
     return (f"OUT = {out!r}\nPOINTS = {points}\nLINES = {lines}\nQUIET = {QUIET!r}\n"
-            + body)
+            f"GIT = {git!r}\n" + body)
+
+
+def _git_repo(directory: str) -> str | None:
+    """A repository with one commit and one uncommitted change (for git metadata and patch),
+    or None where git is not installed."""
+    import shutil
+    if shutil.which("git") is None:
+        return None
+    repo = os.path.join(directory, "repo")
+    os.makedirs(repo, exist_ok=True)
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    for args in (["init", "-q"], ["remote", "add", "origin", "https://example.com/r.git"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    with open(os.path.join(repo, "train.py"), "w") as fh:
+        fh.write("print(1)\n")
+    subprocess.run(["git", "add", "."], cwd=repo, env=env, check=True)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=repo, env=env, check=True)
+    with open(os.path.join(repo, "train.py"), "a") as fh:
+        fh.write("print(2)\n")
+    return repo
 
 
 def _env(tmp: str) -> dict:
@@ -85,8 +110,11 @@ def make_archive(directory, points=60, lines=20, body=FULL_RUN) -> str:
     out = os.path.join(str(directory), "offline")
     tmp = os.path.join(str(directory), "tmp")
     os.makedirs(tmp, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-c", _script(out, body + END, points, lines)],
-                          env=_env(tmp), capture_output=True, text=True, timeout=120)
+    repo = _git_repo(str(directory)) if body is FULL_RUN else None
+    proc = subprocess.run([sys.executable, "-c", _script(out, body + END, points, lines,
+                                                         git=repo is not None)],
+                          env=_env(tmp), capture_output=True, text=True, timeout=120,
+                          cwd=repo)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (archive,) = glob.glob(os.path.join(out, "*.zip"))
     return archive

@@ -103,6 +103,8 @@ def assert_server_holds_archive(emu, source, key) -> None:
     want_a = Counter()
     for p in by_type["file_upload"]:
         extra = p["additional_params"] or {}
+        if p["upload_type"] == "visualization":  # an image: uploaded as REST log_image does
+            extra = dict(extra, fileName=extra["figName"], type="image")
         want_a[(extra.get("fileName"), extra.get("type") or p["upload_type"],
                 extra.get("step"), extra.get("context"), extra.get("extension"),
                 bool(extra.get("overwrite")), _canon(p.get("metadata") or None),
@@ -120,6 +122,10 @@ def assert_server_holds_archive(emu, source, key) -> None:
     assert details["osPackages"] == by_type["os_packages"][0]["os_packages"]
     assert details["hostname"] == by_type["system_details"][0]["hostname"]
     assert details["logAdditionalSystemInfoList"] == [{"key": "sk", "value": "sv"}]
+    for p in by_type["git_metadata"]:  # where git is installed (offline_archives._git_repo)
+        (git,) = fields["git_metadata"]
+        assert {k: v for k, v in git.items() if k != "experimentKey"} == {k: p["git_metadata"][k] or "" for k in
+                       ("branch", "origin", "parent", "root", "user")}
 
 
 def _holds(emu, source, key) -> bool:
@@ -170,7 +176,7 @@ def test_archive_upload_is_lossless_and_exactly_once(emulator, full_archive, tmp
 
 def test_import_report_keeps_what_no_endpoint_carries(full_archive, tmp_path):
     result = _import_json(full_archive, "--journal", tmp_path / "run.db")["imports"][0]
-    assert result["messages"]["file_upload"] >= 8 and result["messages"]["log_other"] >= 4
+    assert result["messages"]["file_upload"] >= 9 and result["messages"]["log_other"] >= 4
     assert result["imported"] and result["ended"] and not result["skipped"]
     assert result["not_sendable"] == {"remote_file": 1, "log_dependency": 1, "file_name": 1}
     from comet_journal.schema.journal import Journal
