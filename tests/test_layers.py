@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 PARTS = {"recorder": "recorder", "uploader": "uploader", "schema": "schema",
          "emulator": "emulator"}
 # The uploader's layers, lowest first: a module may import its own layer and those below.
-UPLOADER_LAYERS = ["errors", "config", "journal", "wire", "send", "replay", "upload", "viewer",
-                   "watch", "cli"]
+UPLOADER_LAYERS = ["errors", "config", "state_home", "journal", "wire", "send", "replay",
+                   "upload", "importer", "viewer", "watch", "cli"]
 
 
 def _modules() -> dict[str, Path]:

@@ -6,6 +6,7 @@ One module per command; what they share (options, exit codes, errors) is in
 """
 
 from comet_journal.uploader.cli.group import main
+from comet_journal.uploader.cli.imports import import_command
 from comet_journal.uploader.cli.inspect import inspect_command
 from comet_journal.uploader.cli.status import status_command
 from comet_journal.uploader.cli.upload import upload_command
@@ -13,7 +14,7 @@ from comet_journal.uploader.cli.view import export_command, view_command
 from comet_journal.uploader.cli.watch import watch_command
 
 for _command in (upload_command, status_command, inspect_command, watch_command,
-                 view_command, export_command):
+                 view_command, export_command, import_command):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -57,6 +57,10 @@ def _print_inspect(s) -> None:
                    f"name={exp.name or '-'}  calls={exp.calls}  {state}")
     if s.project_calls:
         click.echo(f"project calls:  {s.project_calls}")
+    if s.imported:
+        click.echo(f"imported from:  {s.imported['source']} ({s.imported['kind']})")
+        for kind, count in sorted(s.imported["not_sent"].items()):
+            click.echo(f"  kept, not sent (no documented endpoint): {kind} x{count}")
     click.echo("calls per endpoint:")
     width = max((len(k) for k in s.calls_per_endpoint), default=0)
     for endpoint, count in s.calls_per_endpoint.items():

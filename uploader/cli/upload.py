@@ -10,6 +10,7 @@ import time
 import click
 
 from comet_journal.schema.errors import JournalError
+from comet_journal.uploader.cli.imports import journals_for_upload
 from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
 from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_OK,
                                                 EXIT_REJECTED, error, parse_deadline,
@@ -52,7 +53,7 @@ from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy
 def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, concurrency,
                    batch, batch_size, deadline, backoff_base, backoff_cap, timeout,
                    retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
-                   busy_timeout) -> None:
+                   busy_timeout, state_dir) -> None:
     """Upload each JOURNAL: every pending call, in journal order, exactly once.
 
     Progress is recorded in the journal as the server acknowledges each call: stop it at any
@@ -63,11 +64,13 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
       comet-upload run.db
       COMET_API_KEY=... comet-upload --url https://comet.example.com runs/*.db
       comet-upload --json --deadline forever run.db
+      comet-upload offline/<key>.zip   (an OfflineExperiment archive: imported, then uploaded)
     """
     setup_logging(verbose, quiet)
     deadline_s = parse_deadline(deadline)
     from comet_journal.schema.journal import set_busy_timeout
     set_busy_timeout(busy_timeout)
+    journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
     config = resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)

@@ -11,6 +11,7 @@ import click
 from comet_journal.uploader.cli.options import (EXIT_ERROR, error, parse_deadline,
                                                 resolve_or_exit, retry_options,
                                                 server_options, setup_logging)
+from comet_journal.uploader.cli.imports import state_option
 from comet_journal.uploader.errors import UploadError
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S
@@ -27,6 +28,7 @@ def _after_upload(value: str) -> str:
 
 
 @click.command("watch")
+@state_option  # OfflineExperiment archives (*.zip) in DIRECTORY are imported there
 @click.argument("directories", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @server_options
@@ -63,7 +65,7 @@ def _after_upload(value: str) -> str:
 def watch_command(directories, api_key, url, workspace, project_name, ca_bundle, pattern, poll,
                   parallel, concurrency, batch, time_slice, rescan, stale_after, after_upload,
                   no_keepalive, deadline, backoff_base, backoff_cap, timeout, json_log, quiet,
-                  verbose) -> None:
+                  verbose, state_dir) -> None:
     """Upload every journal under DIRECTORIES as it appears and grows, until stopped.
 
     Journals present at start are uploaded, new ones are picked up, and journals still being
@@ -88,7 +90,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
     options = WatchOptions(
         pattern=pattern, poll_interval=poll, parallel=parallel, time_slice_s=time_slice,
         rescan_interval_s=rescan, stale_after_s=stale_after, keepalive=not no_keepalive,
-        after_upload=after_upload,
+        after_upload=after_upload, state_dir=state_dir,
         replay=Options(concurrency=concurrency, batch=batch, policy=policy))
     log = EventLog(json_mode=json_log,
                    min_level="warning" if quiet else ("debug" if verbose > 1 else "info"))

@@ -5,6 +5,7 @@ Read-only: opening a journal here never writes to it (not even a migration).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -41,6 +42,9 @@ class JournalSummary:
     asset_bytes: int  # distinct bytes stored (deduplicated)
     experiments: list[ExperimentSummary] = field(default_factory=list)
     project_calls: int = 0
+    # journals imported from an OfflineExperiment archive: where from, and what no
+    # documented endpoint carries (kept in the journal, not sent), by message type
+    imported: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +83,8 @@ def inspect_journal(path: str | os.PathLike) -> JournalSummary:
         calls_per_endpoint=dict(sorted(totals.items())),
         first_ms=min(firsts) if firsts else None, last_ms=max(lasts) if lasts else None,
         asset_blobs=blob_count, asset_bytes=int(blob_bytes),
-        project_calls=sum(per_exp.get(None, {}).get("calls", {}).values()))
+        project_calls=sum(per_exp.get(None, {}).get("calls", {}).values()),
+        imported=_import_facts(meta))
     for exp in exps:
         entry = per_exp.get(exp.id, {"calls": {}, "first": None, "last": None})
         summary.experiments.append(ExperimentSummary(
@@ -88,6 +93,19 @@ def inspect_journal(path: str | os.PathLike) -> JournalSummary:
                 entry["calls"].items())), first_ms=entry["first"], last_ms=entry["last"],
             ended=exp.id in ended_ids))
     return summary
+
+
+def _import_facts(meta: dict[str, str]) -> dict | None:
+    """What the importer recorded in the journal's meta (``uploader.importer``)."""
+    if "import.source" not in meta:
+        return None
+    report = json.loads(meta.get("import.report") or "{}")
+    return {"source": meta["import.source"], "kind": meta.get("import.kind"),
+            "run_ended": meta.get("import.run_ended") == "true",
+            "not_sent": report.get("not_sendable") or {},
+            "skipped": report.get("skipped") or [],
+            "dropped_fields": report.get("dropped_fields") or {},
+            "orphan_files": report.get("orphan_files", 0)}
 
 
 def _size_with_wal(path: str) -> int:

@@ -45,6 +45,7 @@ from comet_journal.uploader.watch.keepalive import KeepAlive
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
 from comet_journal.uploader.replay.summary import Options, Summary
 from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.importer.archive_watch import ArchiveImports
 from comet_journal.uploader.upload import upload_journal
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class WatchOptions:
     stale_after_s: float = DEFAULT_STALE_AFTER_S
     keepalive: bool = True
     after_upload: str = "keep"  # keep | delete | move:DIR
+    state_dir: str | None = None  # where OfflineExperiment archives found are imported
     replay: Options = field(default_factory=lambda: Options(
         policy=RetryPolicy(deadline_s=None)))  # a daemon never gives up on a server
 
@@ -129,6 +131,7 @@ class WatchDaemon:
                                     self.options.poll_interval)
         self._keepalive = KeepAlive(config, self.options.replay.policy, self._stop,
                                     self._live_server_keys) if self.options.keepalive else None
+        self._archives = ArchiveImports(self.options.state_dir, self.log)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class WatchDaemon:
             return
         for path in paths:
             self._changed(path, from_scan=True)
+        for journal in self._archives.journals(self.roots):  # OfflineExperiment *.zip
+            self._changed(journal, from_scan=True)
 
     def _changed(self, path: str, from_scan: bool = False) -> None:
         """A journal appeared or may have changed: queue it if it holds new calls.

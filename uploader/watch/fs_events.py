@@ -6,7 +6,7 @@ into a set of journal paths and handed out after ``debounce_s`` of quiet, or at 
 after ``max_delay_s`` so a journal that never stops growing is still uploaded promptly.
 
 Mode: ``poll_interval=None`` picks native events (inotify) where they can work and polling on
-network file systems (see :func:`comet_journal.uploader.discovery.needs_polling`); a number forces polling
+network file systems (see :func:`comet_journal.uploader.journal.discovery.needs_polling`); a number forces polling
 every that many seconds; 0 forces native events.
 """
 
