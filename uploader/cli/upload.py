@@ -10,7 +10,7 @@ import time
 import click
 
 from comet_journal.schema.errors import JournalError
-from comet_journal.uploader.cli.imports import journals_for_upload
+from comet_journal.uploader.cli.imports import journals_for_upload, state_option
 from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
 from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_OK,
                                                 EXIT_REJECTED, error, parse_deadline,
@@ -50,6 +50,7 @@ from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy
 @click.option("--busy-timeout", type=click.FloatRange(0, None), default=30.0,
               show_default=True, help="Seconds to wait for a journal that another process "
               "holds locked before giving up on it (exit 1).")
+@state_option
 def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, concurrency,
                    batch, batch_size, deadline, backoff_base, backoff_cap, timeout,
                    retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
