@@ -19,6 +19,13 @@ import pytest
 from comet_journal import Experiment, Project
 
 
+@pytest.fixture(autouse=True)
+def _strict(monkeypatch):
+    """These rows are the strict checks (``COMET_JOURNAL_STRICT=1``); the default mode warns
+    and counts instead (tests/test_compat_tolerance.py)."""
+    monkeypatch.setenv("COMET_JOURNAL_STRICT", "1")
+
+
 class _Opaque:
     """An object no recorder argument accepts."""
 
