@@ -30,9 +30,12 @@ from typing import Any, Iterator
 
 from comet_journal.recorder import auto_logging, compat, registry
 from comet_journal.recorder import validation as check
+from comet_journal.recorder.bundles import BundlesMixin
+from comet_journal.recorder.charts import ChartsMixin
 from comet_journal.recorder.environment import SecretFilter, caller_file
 from comet_journal.recorder.files import FilesMixin
 from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
+from comet_journal.recorder.media import MediaMixin
 from comet_journal.recorder.null_writer import EndedQueue, NullWriter
 from comet_journal.recorder.params import ParamsMixin
 from comet_journal.recorder.run_info import RunInfoMixin
@@ -58,7 +61,8 @@ _IGNORED_SDK_OPTIONS = frozenset({
 })
 
 
-class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesMixin):
+class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesMixin,
+                 MediaMixin, ChartsMixin, BundlesMixin):
     """An experiment recorded into a journal file. Arguments in the SDK's order.
 
     :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.
