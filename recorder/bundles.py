@@ -117,7 +117,7 @@ class BundlesMixin:
             check.name(method, "code_name", code_name)
             ref = self._store_bytes(code.encode())
             return [(code_name, self._record_asset(code_name, ref, overwrite, None, metadata,
-                                                   None, "source_code"))]
+                                                   None, "source_code", self._epoch))]
         if file_name is not None:
             path = check.existing_file(method, "file_name", file_name)
             return [(path, self._log_file_as(path, path, "source_code", None, metadata,

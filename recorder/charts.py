@@ -122,7 +122,7 @@ class ChartsMixin:
                         overwrite: Any, step: Any, epoch: Any, metadata: Any) -> dict:
         check.boolean(method, "overwrite", overwrite)
         step = check.step(method, "step", step)
-        epoch = check.step(method, "epoch", epoch)
+        epoch = self._current_epoch(check.step(method, "epoch", epoch))
         metadata = self._asset_metadata(method, metadata)
         raw = json.dumps(content, separators=(",", ":")).encode()
         return self._record_asset(file_name, self._store_bytes(raw), overwrite, step, metadata,

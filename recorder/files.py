@@ -80,7 +80,7 @@ class FilesMixin:
         method = "log_asset_data"
         check.optional_str(method, "file_name", file_name)
         name = name if name is not None else file_name
-        epoch = check.step(method, "epoch", epoch)
+        epoch = self._current_epoch(check.step(method, "epoch", epoch))
         if isinstance(data, (dict, list)):
             try:
                 raw = json.dumps(data).encode()
@@ -106,14 +106,15 @@ class FilesMixin:
 
     def _record_asset(self, file_name, ref, overwrite, step, metadata, context, asset_type,
                       epoch=None, grouping=None) -> dict:
-        """Journal an ``upload-asset`` call; step and epoch default to the current ones."""
+        """Journal an ``upload-asset`` call; the step defaults to the current one (the epoch
+        does not, as in the SDK)."""
         extension = os.path.splitext(file_name)[1].lstrip(".") or None
         if step is not None:
             self._step = step  # as the SDK: an asset's step becomes the current step
         self._record("upload_asset", {
             "fileName": file_name, "extension": extension,
             "step": self._step if step is None else step,
-            "epoch": self._epoch if epoch is None else epoch,
+            "epoch": epoch,
             "overwrite": overwrite, "context": context, "type": asset_type, "file": ref,
             "metadata": metadata, "groupingName": grouping})
         return {"fileName": file_name, "sha256": ref["$blob"], "size": ref["size"]}

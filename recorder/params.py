@@ -35,10 +35,10 @@ class ParamsMixin:
         """Log one hyperparameter; ``step`` defaults to the current step (as the SDK)."""
         method = "log_parameter"
         check.name(method, "name", name)
-        step = check.step(method, "step", step)
+        step = self._current_step(check.step(method, "step", step))
         self._record("log_parameter", {
             "parameterName": name, "parameterValue": self._param_value(method, value),
-            "step": self._step if step is None else step})
+            "step": step})
 
     @tolerant
     def log_parameters(self, parameters: Any, prefix: str | None = None, step: Any = None,
@@ -48,8 +48,7 @@ class ParamsMixin:
         check.mapping(method, "parameters", parameters)
         check.optional_str(method, "prefix", prefix)
         check.boolean(method, "nested_support", nested_support)
-        step = check.step(method, "step", step)
-        step = self._step if step is None else step
+        step = self._current_step(check.step(method, "step", step))
         if nested_support:
             items = list(compat.flatten(parameters, prefix, compat.PARAM_PREFIX_SEP,
                                         compat.PARAM_NEST_SEP))
@@ -57,9 +56,10 @@ class ParamsMixin:
             items = [(f"{prefix}{compat.PARAM_PREFIX_SEP}{compat.name_text(k)}" if prefix
                       else compat.name_text(k), v) for k, v in parameters.items()]
         # Everything is converted before anything is journaled: a refused call journals nothing.
+        # Sorted by name, as the SDK sends them.
         payloads = [{"parameterName": check.name(method, "key", name),
                      "parameterValue": self._param_value(method, value), "step": step}
-                    for name, value in items]
+                    for name, value in sorted(items, key=lambda item: item[0])]
         if nested_support and compat.has_nested(parameters):
             self._record("log_other", {"key": "hasNestedParams", "value": True})
         for payload in payloads:

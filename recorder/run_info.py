@@ -58,6 +58,22 @@ class RunInfoMixin:
     def curr_epoch(self) -> int | None:
         return self._epoch
 
+    def _current_step(self, step: int | None) -> int | None:
+        """A call's step: the one given (which becomes the current step, as in the SDK), or
+        the current one."""
+        if step is None:
+            return self._step
+        self._step = step
+        return step
+
+    def _current_epoch(self, epoch: int | None) -> int | None:
+        """Like :meth:`_current_step`, for the calls whose epoch the SDK fills in (metrics
+        and in-memory assets)."""
+        if epoch is None:
+            return self._epoch
+        self._epoch = epoch
+        return epoch
+
     @tolerant
     def set_step(self, step: Any) -> None:
         """The current step: given to metrics and parameters logged without one."""
