@@ -151,7 +151,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         self._start_ms = None
         self.disabled = disabled
         if disabled:
-            self.path = None
+            self.path, self.created = None, True
             self._writer = NullWriter(max_queue)
             self._queue = self._writer.queue
             self._id = 0
@@ -163,6 +163,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             max_journal_bytes=max_journal_bytes)
         self._queue = self._writer.queue
         self._id, created = self._register()
+        self.created = created  # False: an experiment this journal already held, continued
         if durability == "call":
             self._enqueue = self._enqueue_durable  # type: ignore[method-assign]
             self.log_metric = self._log_metric_durable  # type: ignore[method-assign]

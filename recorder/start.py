@@ -10,12 +10,23 @@ the same ``offline_directory``) finds it, and the uploader sends only what it ha
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from comet_journal.recorder.experiment import Experiment
 
+logger = logging.getLogger(__name__)
+
 _MODES = ("create", "get", "get_or_create")
+
+
+def _warn_if_not_found(exp: Experiment) -> None:
+    """Continuing needs the journal that holds the experiment; say so when it was not there."""
+    if exp.created and not exp.disabled:
+        logger.warning("comet-journal: experiment %s is not in %s, so it starts there as a new "
+                       "experiment; to continue it, use the journal (or directory) that holds "
+                       "it (default: <dir>/<key>.db)", exp.key, exp.path)
 
 # ExperimentConfig attributes passed to Experiment as they are (``name`` and ``tags`` are
 # handled apart); the SDK's other options are accepted and ignored by Experiment itself.
@@ -29,7 +40,8 @@ _CONFIG_OPTIONS = (
     "auto_histogram_weight_logging", "offline_directory", "distributed_node_identifier",
     # comet-journal's own options
     "journal", "strict", "durability", "flush_interval", "max_queue", "max_journal_bytes",
-    "experiment_name",
+    "experiment_name", "capture", "log_env_variables", "system_monitor_interval",
+    "keep_alive_interval", "restart_in_child",
 )
 
 
@@ -45,6 +57,7 @@ class ExperimentConfig:
                             f"{', '.join(_CONFIG_OPTIONS)}")
         self.name = name
         self.tags = tags
+        self.options = options  # as given: None means "off" for some (auto_output_logging)
         for key, value in options.items():
             setattr(self, key, value)
 
@@ -53,6 +66,11 @@ def _config_options(experiment_config: Any) -> tuple[dict, list[str] | None]:
     """(Experiment options, tags) from a mapping, an ExperimentConfig (ours or the SDK's)."""
     if experiment_config is None:
         return {}, None
+    if isinstance(experiment_config, ExperimentConfig):
+        options = dict(experiment_config.options)
+        if experiment_config.name is not None:
+            options["experiment_name"] = experiment_config.name
+        return options, experiment_config.tags
     if isinstance(experiment_config, dict):
         source = dict(experiment_config)
     else:
@@ -98,6 +116,8 @@ def start(api_key: str | None = None, workspace: str | None = None,
                      experiment_key=key, **config)
     if tags:
         exp.add_tags(tags)
+    if mode == "get":
+        _warn_if_not_found(exp)
     return exp
 
 
@@ -122,3 +142,4 @@ class ExistingExperiment(Experiment):
             raise ValueError("ExistingExperiment(): give previous_experiment (the key of the "
                              "experiment to continue) or set $COMET_EXPERIMENT_KEY")
         super().__init__(api_key, experiment_key=key, **options)
+        _warn_if_not_found(self)
