@@ -156,9 +156,23 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             self._queue = self._writer.queue
             self._id = 0
             return
-        self.path = compat.journal_location(journal, offline_directory, self.key)
+        self._open_journal(compat.journal_location(journal, offline_directory, self.key),
+                           flush_interval, max_queue, durability, max_journal_bytes)
+        self._owner_pid = os.getpid()
+        self._atexit = register_atexit(self)
+        # --- automatic capture (recorder.auto_logging): never raises from here -------------
+        self._auto = auto_logging.AutoLogging(self, auto_options, caller_file(), secrets)
+        self._auto.start()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def _open_journal(self, path: str, flush_interval, max_queue, durability,
+                      max_journal_bytes) -> None:
+        """Acquire the journal's writer and register the experiment in it (creating it, or
+        continuing the one the journal holds under this key)."""
+        self.path = path
         self._writer = registry.acquire(
-            self.path, flush_interval=flush_interval, max_queue=max_queue,
+            path, flush_interval=flush_interval, max_queue=max_queue,
             synchronous="FULL" if durability == "call" else "NORMAL",
             max_journal_bytes=max_journal_bytes)
         self._queue = self._writer.queue
@@ -173,13 +187,6 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             self._enqueue("experiment_create", {k: v for k, v in payload.items() if v})
             self._start_ms = self._now_ms()
             self._enqueue("experiment_start_end_time", {"startTimeMillis": self._start_ms})
-        self._owner_pid = os.getpid()
-        self._atexit = register_atexit(self)
-        # --- automatic capture (recorder.auto_logging): never raises from here -------------
-        self._auto = auto_logging.AutoLogging(self, auto_options, caller_file(), secrets)
-        self._auto.start()
-
-    # --- lifecycle -------------------------------------------------------------------------
 
     def _register(self) -> tuple[int, bool]:
         conn = self._writer.connection()
