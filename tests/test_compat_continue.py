@@ -59,3 +59,29 @@ def test_a_later_job_continues_the_same_server_experiment(emulator_factory, tmp_
     created = [a for a in state["applied"] if a["endpoint"] in
                ("experiment_create", "clientlib_add_run")]
     assert len(created) == 1
+
+
+def test_sdk_asset_calls_upload_with_their_types_and_fields(emulator, tmp_path):
+    """The new asset methods' calls (epoch, groupingName, chart types) go through the
+    uploader's upload-asset requests and arrive as journaled."""
+    from comet_journal import Experiment
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "w.bin").write_bytes(b"w" * 10)
+    journal = str(tmp_path / "assets.db")
+    with Experiment(journal=journal, project_name="p", workspace="ws", log_code=False,
+                    log_git_metadata=False, log_git_patch=False, log_env_details=False,
+                    auto_output_logging=None) as exp:
+        exp.log_model("net", str(tmp_path / "model"))
+        exp.log_asset_data("x", name="x.txt", epoch=2, step=1)
+        exp.log_confusion_matrix(matrix=[[1, 0], [0, 1]])
+        exp.log_curve("roc", [0, 1], [0, 1])
+        exp.log_histogram_3d([1, 2, 3])
+    upload(emulator, journal, check=0)
+    assert_server_matches(emulator, journal)
+    assets = {a["fields"].get("fileName"): a["fields"] for a in emulator.state()["applied"]
+              if a["endpoint"] == "upload_asset"}
+    assert assets["model/w.bin"]["type"] == "model-element"
+    assert assets["x.txt"]["epoch"] == 2
+    assert {assets[n]["type"] for n in ("confusion-matrix.json", "roc", "histogram_3d.json")} \
+        == {"confusion-matrix", "curve", "histogram3d"}
