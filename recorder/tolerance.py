@@ -17,7 +17,8 @@ from typing import Callable, TypeVar
 logger = logging.getLogger(__name__)
 
 # What a refused call raises: argument checks (TypeError, ValueError and the catalogue's
-# ValueError subclass) and files that cannot be read (OSError).
+# ValueError subclass) and files that cannot be read (OSError). Anything else (a figure
+# whose savefig() fails, a bug of ours) is refused too, but warned about with its traceback.
 REFUSED_ERRORS = (TypeError, ValueError, OSError)
 
 F = TypeVar("F", bound=Callable)
@@ -47,7 +48,7 @@ class Refusals:
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def refuse(self, method: str, exc: BaseException) -> None:
+    def refuse(self, method: str, exc: BaseException, expected: bool = True) -> None:
         reason = reason_of(exc)
         with self._lock:
             self.count += 1
@@ -57,7 +58,8 @@ class Refusals:
         if first:
             logger.warning("comet-journal: %s() call refused, nothing journaled: %s "
                            "(further refusals like this one are counted, not shown; "
-                           "strict=True raises instead)", method, exc)
+                           "strict=True raises instead)", method, exc,
+                           exc_info=None if expected else exc)
 
 
 def tolerant(method: F) -> F:
@@ -76,11 +78,11 @@ def _wrap(method: F, name: str) -> F:
     def call(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except REFUSED_ERRORS as exc:
+        except Exception as exc:
             refusals = self._refusals
             if refusals.strict:
                 raise
-            refusals.refuse(name, exc)
+            refusals.refuse(name, exc, expected=isinstance(exc, REFUSED_ERRORS))
             return None
 
     return call  # type: ignore[return-value]

@@ -182,3 +182,19 @@ def test_current_step_identity_tags_and_links(tmp_path):
     assert rows(journal, "log_html")[0]["payload"]["html"] == (
         '<div><b>File</b>: <a href="https://x.test/f?a=1&amp;b=2" target="_blank">'
         'https://x.test/f?a=1&amp;b=2</a></div>')
+
+
+def test_an_unexpected_error_in_a_call_is_refused_with_its_traceback(tmp_path, caplog):
+    class BrokenFigure:
+        def savefig(self, *args, **kwargs):
+            raise RuntimeError("backend exploded")
+
+    with caplog.at_level(logging.WARNING, logger="comet_journal"):
+        with Experiment(journal=str(tmp_path / "run.db"), **QUIET) as exp:
+            exp.log_figure("f", BrokenFigure())
+            assert exp.end()["refused"] == 1
+    (record,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert "backend exploded" in record.getMessage() and record.exc_info is not None
+    with Experiment(journal=str(tmp_path / "strict.db"), strict=True, **QUIET) as exp:
+        with pytest.raises(RuntimeError, match="exploded"):
+            exp.log_figure("f", BrokenFigure())
