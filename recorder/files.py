@@ -105,10 +105,10 @@ class FilesMixin:
                                   epoch)
 
     def _record_asset(self, file_name, ref, overwrite, step, metadata, context, asset_type,
-                      epoch=None, grouping=None) -> dict:
+                      epoch=None, grouping=None, extension=None) -> dict:
         """Journal an ``upload-asset`` call; the step defaults to the current one (the epoch
         does not, as in the SDK)."""
-        extension = os.path.splitext(file_name)[1].lstrip(".") or None
+        extension = extension or os.path.splitext(file_name)[1].lstrip(".") or None
         if step is not None:
             self._step = step  # as the SDK: an asset's step becomes the current step
         self._record("upload_asset", {

@@ -105,7 +105,7 @@ class MediaMixin:
                    overwrite: bool = False, step: Any = None, metadata: Any = None,
                    format: str = "auto") -> dict:
         """A matplotlib figure (default: the current one) as an SVG image (``format``
-        "auto"/"svg"), or "png"."""
+        "auto"/"svg"), or "png"; named ``figure_name`` (default "Figure")."""
         method = "log_figure"
         check.optional_str(method, "figure_name", figure_name)
         check.boolean(method, "overwrite", overwrite)
@@ -122,9 +122,10 @@ class MediaMixin:
         extension = "png" if format == "png" else "svg"
         buffer = io.BytesIO()
         figure.savefig(buffer, format=extension)
-        name = f"{figure_name or 'figure'}.{extension}"
-        return self._record_asset(name, self._store_bytes(buffer.getvalue()), overwrite, step,
-                                  metadata, None, "image")
+        # The SDK's names: the figure's name (default "Figure"), the format as the extension.
+        return self._record_asset(figure_name or "Figure", self._store_bytes(buffer.getvalue()),
+                                  overwrite, step, metadata, None, "image",
+                                  extension=extension)
 
     @tolerant
     def log_table(self, filename: Any, tabular_data: Any = None, headers: Any = False,

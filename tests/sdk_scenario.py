@@ -5,6 +5,7 @@ prefix, a no-step metric, a numpy value and a None wherever they apply."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -18,6 +19,10 @@ QUIET_SDK = dict(log_code=False, log_graph=False, auto_output_logging=None,
                  log_env_gpu=False, log_env_host=False, log_env_cpu=False,
                  log_env_network=False, log_env_disk=False, auto_param_logging=False,
                  auto_metric_logging=False, parse_args=False, display_summary_level=0)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def make_files(folder: str) -> None:
@@ -85,7 +90,17 @@ def scenario(exp, files: str) -> dict:
     exp.log_histogram_3d([1, 2, 2, 3, -1, 0], name="h", step=11)
     exp.log_histogram_3d(np.array([0.5, 0.25]))
     exp.log_image(os.path.join(files, "pic.png"), name="pic.png", step=12)
-    return {"id": exp.id, "name": exp.name, "get_name": exp.get_name(),
+    if _installed("PIL") and _installed("matplotlib"):  # optional in both
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+
+        exp.log_image(np.zeros((4, 4, 3)), name="pixels", step=13)
+        figure = pyplot.figure()
+        pyplot.plot([1, 2])
+        exp.log_figure("fig1", figure, step=14)
+        exp.log_figure(figure=figure)
+    return {"id": exp.id, "name": exp.name, "url": exp.url, "get_name": exp.get_name(),
             "project_name": exp.project_name, "tags": sorted(exp.get_tags()),
             "key_is_id": exp.get_key() == exp.id}
 
