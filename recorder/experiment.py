@@ -1,17 +1,21 @@
-"""``Experiment``: what training code calls. Method names follow ``comet_ml.Experiment``.
+"""``Experiment``: what training code calls. Names, arguments and results follow
+``comet_ml.Experiment`` 3.58.8.
 
-Every accepted call becomes one immutable row of the journal. Arguments are checked here, at
-the call site, and a refused call journals nothing; everything after that (writing to disk)
-happens in the background and never raises into the training loop.
+Every accepted call becomes one immutable row of the journal. Arguments are checked and
+converted here, at the call site, as the SDK converts them; a call that cannot be journaled is
+refused with a warning and counted (``strict=True`` raises instead), and journals nothing.
+Everything after that (writing to disk) happens in the background and never raises into the
+training loop.
 
 Example::
 
     from comet_journal.recorder import Experiment
-    with Experiment(journal="run.db", project_name="mnist", workspace="me") as exp:
-        exp.log_parameter("lr", 0.01)
+    with Experiment(project_name="mnist", workspace="me") as exp:
+        exp.log_parameters({"lr": 0.01, "optimizer": {"name": "adam"}})
         for step in range(1000):
             exp.log_metric("loss", 1.0 / (step + 1), step=step)
 """
+
 
 from __future__ import annotations
 
@@ -22,14 +26,22 @@ import os
 import socket
 import time
 import uuid
-import weakref
 from typing import Any, Iterator
 
-from comet_journal.recorder import auto_logging, registry
+from comet_journal.recorder import auto_logging, compat, registry
 from comet_journal.recorder import validation as check
+from comet_journal.recorder.bundles import BundlesMixin
+from comet_journal.recorder.charts import ChartsMixin
 from comet_journal.recorder.environment import SecretFilter, caller_file
 from comet_journal.recorder.files import FilesMixin
+from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
+from comet_journal.recorder.media import MediaMixin
+from comet_journal.recorder.null_writer import EndedQueue, NullWriter
+from comet_journal.recorder.params import ParamsMixin
+from comet_journal.recorder.run_info import RunInfoMixin
 from comet_journal.recorder.samples import SamplesMixin
+from comet_journal.recorder.tolerance import Refusals, strict_from_environment, tolerant, \
+    tolerant_as
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
 from comet_journal.schema.catalogue import ENDPOINTS, validate
 
@@ -45,73 +57,50 @@ _IGNORED_SDK_OPTIONS = frozenset({
     "auto_log_co2", "auto_metric_step_rate", "auto_histogram_tensorboard_logging",
     "auto_histogram_epoch_rate", "auto_histogram_weight_logging",
     "auto_histogram_gradient_logging", "auto_histogram_activation_logging",
-    "log_env_network", "log_env_disk", "offline_directory", "disabled",
+    "log_env_network", "log_env_disk", "distributed_node_identifier",
 })
 
 
-class _EndedQueue:
-    """Stands in for the writer queue once the experiment has ended: calls are refused with
-    one warning (and counted) instead of an extra check on every hot-path call."""
+class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesMixin,
+                 MediaMixin, ChartsMixin, BundlesMixin):
+    """An experiment recorded into a journal file. Arguments in the SDK's order.
 
-    def __init__(self, experiment: "Experiment"):
-        self._experiment = experiment
-
-    def append(self, item) -> None:
-        exp = self._experiment
-        exp._calls_after_end += 1
-        if exp._calls_after_end == 1:
-            logger.warning("comet-journal: experiment %s has ended; later calls are ignored",
-                           exp.key)
-
-    def __len__(self) -> int:
-        return 0
-
-
-class Experiment(SamplesMixin, FilesMixin):
-    """An experiment recorded into a journal file.
-
-    :param journal: the journal file (created if missing); a directory means
-        ``<dir>/<experiment key>.db``. Default: ``$COMET_JOURNAL`` or ``./comet-journal.db``.
+    :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.
     :param project_name: Comet project (default ``$COMET_PROJECT_NAME``).
     :param workspace: Comet workspace (default ``$COMET_WORKSPACE``).
-    :param experiment_name: the experiment's display name.
-    :param experiment_key: continue an experiment of this journal (another rank or process)
-        or choose the key of a new one (32-50 letters and digits); default: a fresh key.
-    :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.
+    :param journal: the journal file (created if missing); a directory means
+        ``<dir>/<experiment key>.db``. Default: ``offline_directory``, then
+        ``$COMET_JOURNAL``, then ``$COMET_OFFLINE_DIRECTORY`` (directories), then one file per
+        experiment in ``./.comet-journal/``.
+    :param offline_directory: a directory for the journal (``<dir>/<experiment key>.db``).
+    :param experiment_name: the experiment's display name (also ``set_name``).
+    :param experiment_key: continue an experiment (of this journal, or of an earlier job) or
+        choose the key of a new one (32-50 letters and digits); default: a fresh key.
+    :param disabled: True: every call is checked, nothing is journaled (no file is created).
+    :param strict: True raises on a call that cannot be journaled; False (the default,
+        unless ``COMET_JOURNAL_STRICT=1``) refuses it with a warning and counts it.
     :param flush_interval: seconds; a call is on disk within about this long (default 0.2).
     :param durability: ``"window"`` (default) or ``"call"``: every call is durable on return.
     :param max_queue: calls held in memory before the caller is slowed down.
     :param max_journal_bytes: stop growing the journal past this size (calls are then
         counted as lost and reported).
 
-    Recorded automatically, as the official SDK does (see :mod:`comet_journal.recorder.auto_logging`;
-    ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it off):
-
-    :param auto_output_logging: ``"simple"`` (default: ``sys.stdout``/``sys.stderr``),
-        ``"fd"`` (file descriptors 1 and 2: also C extensions and child processes; the SDK's
-        ``"native"`` is accepted) or None/False (off). ``capture="fd"`` is the same.
-    :param log_env_details: system details and installed packages (False also turns off
-        host details and CPU/GPU sampling, as in the SDK).
-    :param log_env_host: command, executable, hostname, IPs, OS, Python, pid, user.
-    :param log_env_gpu: GPU static information and GPU samples (NVML: ``[gpu]`` extra).
-    :param log_env_cpu: CPU (per core), RAM and load-average samples.
-    :param log_env_variables: False (default), True or a list of names: environment
-        variables, with secret-looking ones redacted.
-    :param log_git_metadata: git user, root, branch, parent and origin.
-    :param log_git_patch: the uncommitted changes, as a git patch.
-    :param log_code: the source of the file that creates the experiment.
-    :param system_monitor_interval: seconds between system samples (default 30, >= 1),
-        or None for none.
-    :param keep_alive_interval: seconds between keep-alive records (default 60, >= 1), or
-        None for none.
-    :param restart_in_child: in a forked child, restart the sampler (on the parent's
-        schedule) and keep journaling Python-level output (default True); False leaves the
-        child without them.
+    Recorded automatically, as the official SDK does (see
+    :mod:`comet_journal.recorder.auto_logging`; ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it
+    off): ``auto_output_logging`` (``"simple"``, ``"fd"``/``"native"``, None/False; also
+    ``capture="fd"``), ``log_env_details``, ``log_env_host``, ``log_env_gpu``,
+    ``log_env_cpu``, ``log_env_variables`` (False, True or a list of names; secret-looking
+    ones redacted), ``log_git_metadata``, ``log_git_patch``, ``log_code``,
+    ``system_monitor_interval`` (seconds, default 30, or None), ``keep_alive_interval``
+    (seconds, default 60, or None) and ``restart_in_child`` (in a forked child, restart the
+    sampler and keep journaling Python-level output; default True).
     """
 
-    def __init__(self, journal: str | os.PathLike | None = None, project_name: str | None = None,
-                 workspace: str | None = None, experiment_name: str | None = None,
-                 experiment_key: str | None = None, api_key: str | None = None, *,
+    def __init__(self, api_key: str | None = None, project_name: str | None = None,
+                 workspace: str | None = None, *, journal: str | os.PathLike | None = None,
+                 offline_directory: str | os.PathLike | None = None,
+                 experiment_name: str | None = None, experiment_key: str | None = None,
+                 disabled: bool = False, strict: bool | None = None,
                  flush_interval: float = DEFAULT_FLUSH_INTERVAL_S, durability: str = "window",
                  max_queue: int = DEFAULT_MAX_QUEUE, max_journal_bytes: int | None = None,
                  auto_output_logging: Any = "simple", capture: Any = None,
@@ -128,6 +117,7 @@ class Experiment(SamplesMixin, FilesMixin):
         unknown = set(sdk_options) - _IGNORED_SDK_OPTIONS
         if unknown:
             raise TypeError(f"Experiment(): unexpected argument(s) {', '.join(sorted(unknown))}")
+        self._refusals = Refusals(strict_from_environment(strict))
         # --- automatic capture: options checked here, started at the end -----------------
         auto_options = auto_logging.check_options(
             auto_output_logging=auto_output_logging, capture=capture,
@@ -138,57 +128,67 @@ class Experiment(SamplesMixin, FilesMixin):
             system_monitor_interval=system_monitor_interval,
             keep_alive_interval=keep_alive_interval, restart_in_child=restart_in_child)
         self._auto: auto_logging.AutoLogging | None = None
-        project_name = check.optional_str("Experiment", "project_name",
-                                          project_name or os.environ.get("COMET_PROJECT_NAME"))
-        workspace = check.optional_str("Experiment", "workspace",
-                                       workspace or os.environ.get("COMET_WORKSPACE"))
-        check.optional_str("Experiment", "experiment_name", experiment_name)
-        if durability not in ("window", "call"):
-            raise check.value_error("Experiment", "durability", 'must be "window" or "call"',
-                                    durability)
-        if not (isinstance(flush_interval, (int, float)) and 0 < flush_interval <= 60):
-            raise check.value_error("Experiment", "flush_interval",
-                                    "must be a number of seconds in (0, 60]", flush_interval)
-        if isinstance(max_queue, bool) or not (isinstance(max_queue, int) and max_queue >= 1):
-            raise check.value_error("Experiment", "max_queue", "must be a positive integer",
-                                    max_queue)
+        self._project_name = check.optional_str(
+            "Experiment", "project_name", project_name or os.environ.get("COMET_PROJECT_NAME"))
+        self._workspace = check.optional_str(
+            "Experiment", "workspace", workspace or os.environ.get("COMET_WORKSPACE"))
+        self._name = check.optional_str("Experiment", "experiment_name", experiment_name)
+        check.boolean("Experiment", "disabled", disabled)
+        check.writer_options(durability, flush_interval, max_queue)
         max_journal_bytes = check.positive_int("Experiment", "max_journal_bytes",
                                                max_journal_bytes, optional=True)
         check.journal_path("Experiment", journal)
-        key = check.experiment_key(experiment_key) if experiment_key else uuid.uuid4().hex
-        self.key = key
-        self.path = _journal_path(journal, key)
-        self._writer = registry.acquire(
-            self.path, flush_interval=flush_interval, max_queue=max_queue,
-            synchronous="FULL" if durability == "call" else "NORMAL",
-            max_journal_bytes=max_journal_bytes)
-        self._queue = self._writer.queue
-        self._max_queue = max_queue
+        check.journal_path("Experiment", offline_directory)
+        self.key = check.experiment_key(experiment_key) if experiment_key else uuid.uuid4().hex
         self.context: str | None = None
+        self._step: int | None = None
+        self._epoch: int | None = None
+        self._tags: list[str] = []
+        self._max_queue = max_queue
         self._calls_after_end = 0
         self._ended = False
         self._output_offset = 0
-        self._id, created = self._register(workspace, project_name, experiment_name)
-        if durability == "call":
-            self._enqueue = self._enqueue_durable  # type: ignore[method-assign]
-            self.log_metric = self._log_metric_durable  # type: ignore[method-assign]
-        if created:
-            payload = {"projectName": project_name, "workspaceName": workspace,
-                       "experimentName": experiment_name}
-            self._enqueue("experiment_create", {k: v for k, v in payload.items() if v})
-            self._start_ms = int(_time() * 1000)
-            self._enqueue("experiment_start_end_time", {"startTimeMillis": self._start_ms})
-        else:
-            self._start_ms = None
+        self._start_ms = None
+        self.disabled = disabled
+        if disabled:
+            self.path, self.created = None, True
+            self._writer = NullWriter(max_queue)
+            self._queue = self._writer.queue
+            self._id = 0
+            return
+        self._open_journal(compat.journal_location(journal, offline_directory, self.key),
+                           flush_interval, max_queue, durability, max_journal_bytes)
         self._owner_pid = os.getpid()
-        self._atexit = _register_atexit(self)
+        self._atexit = register_atexit(self)
         # --- automatic capture (recorder.auto_logging): never raises from here -------------
         self._auto = auto_logging.AutoLogging(self, auto_options, caller_file(), secrets)
         self._auto.start()
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def _register(self, workspace, project, name) -> tuple[int, bool]:
+    def _open_journal(self, path: str, flush_interval, max_queue, durability,
+                      max_journal_bytes) -> None:
+        """Acquire the journal's writer and register the experiment in it (creating it, or
+        continuing the one the journal holds under this key)."""
+        self.path = path
+        self._writer = registry.acquire(
+            path, flush_interval=flush_interval, max_queue=max_queue,
+            synchronous="FULL" if durability == "call" else "NORMAL",
+            max_journal_bytes=max_journal_bytes)
+        self._queue = self._writer.queue
+        self._id, created = self._register()
+        self.created = created  # False: an experiment this journal already held, continued
+        if durability == "call":
+            self._enqueue = self._enqueue_durable  # type: ignore[method-assign]
+            self.log_metric = self._log_metric_durable  # type: ignore[method-assign]
+        if created:
+            payload = {"projectName": self._project_name, "workspaceName": self._workspace,
+                       "experimentName": self._name}
+            self._enqueue("experiment_create", {k: v for k, v in payload.items() if v})
+            self._start_ms = self._now_ms()
+            self._enqueue("experiment_start_end_time", {"startTimeMillis": self._start_ms})
+
+    def _register(self) -> tuple[int, bool]:
         conn = self._writer.connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -198,12 +198,17 @@ class Experiment(SamplesMixin, FilesMixin):
                 return row[0], False
             cur = conn.execute(
                 "INSERT INTO experiments (key, workspace, project, name, created_ms, host, pid) "
-                "VALUES (?,?,?,?,?,?,?)", (self.key, workspace, project, name,
-                                           int(_time() * 1000), socket.gethostname(), os.getpid()))
+                "VALUES (?,?,?,?,?,?,?)",
+                (self.key, self._workspace, self._project_name, self._name, self._now_ms(),
+                 socket.gethostname(), os.getpid()))
             conn.execute("COMMIT")
             return cur.lastrowid, True
         finally:
             conn.close()
+
+    @staticmethod
+    def _now_ms() -> int:
+        return int(_time() * 1000)
 
     def __enter__(self) -> "Experiment":
         return self
@@ -219,19 +224,22 @@ class Experiment(SamplesMixin, FilesMixin):
         """Record the end, flush everything and release the journal. Idempotent.
 
         Returns the writer's counters: ``journaled``, ``lost`` (calls that could not be
-        journaled), ``errors`` and ``last_error``; a non-zero ``lost`` is also reported on
-        stderr.
+        journaled), ``errors``, ``last_error``, and ``refused`` (calls refused for their
+        arguments); a non-zero ``lost`` is also reported on stderr.
         """
         timeout = check.timeout("end", timeout)  # before anything is journaled or stopped
         if self._ended:
-            return self._writer.stats.as_dict()
+            return self._summary(self._writer.stats.as_dict())
         self._before_end()
+        if self.disabled:
+            self._ended = True
+            return self._summary(self._writer.stats.as_dict())
         start = self._start_ms
         self._enqueue("experiment_start_end_time",
                       {k: v for k, v in (("startTimeMillis", start),
-                                         ("endTimeMillis", int(_time() * 1000))) if v})
+                                         ("endTimeMillis", self._now_ms())) if v})
         self._ended = True
-        self._queue = _EndedQueue(self)
+        self._queue = EndedQueue(self, logger)
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         stats = registry.release(self._writer, timeout)
@@ -239,6 +247,10 @@ class Experiment(SamplesMixin, FilesMixin):
             msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
                    f"journaled ({stats['last_error'] or 'see earlier messages'})")
             logger.error(msg)
+        return self._summary(stats)
+
+    def _summary(self, stats: dict) -> dict:
+        stats["refused"] = self._refusals.count
         return stats
 
     def _before_end(self) -> None:
@@ -250,9 +262,6 @@ class Experiment(SamplesMixin, FilesMixin):
     @property
     def ended(self) -> bool:
         return self._ended
-
-    def get_key(self) -> str:
-        return self.key
 
     # --- the journal -------------------------------------------------------------------
 
@@ -280,6 +289,9 @@ class Experiment(SamplesMixin, FilesMixin):
                    include_context: bool = True, timestamp: Any = None) -> None:
         """Log one point of a metric's time series.
 
+        ``step`` and ``epoch`` default to the current ones (``set_step``, or the last step
+        given to ``log_metric``), as in the SDK.
+
         :param timestamp: seconds since the epoch (the SDK's convention); default: now.
         """
         # Fast path: plain str name, int/float value, int step; everything else is checked
@@ -289,9 +301,13 @@ class Experiment(SamplesMixin, FilesMixin):
                 or epoch is not None or timestamp is not None or include_context is not True
                 or (step is not None and (step.__class__ is not int or step < 0))):
             return self._log_metric_checked(name, value, step, epoch, include_context, timestamp)
+        if step is None:
+            step = self._step
+        else:
+            self._step = step
         queue = self._queue
         queue.append(("log_metric", self._id, _time(),
-                      (name, value, step, None, self.context if include_context else None)))
+                      (name, value, step, self._epoch, self.context)))
         if len(queue) > self._max_queue:
             self._writer.wait_for_room()
 
@@ -300,15 +316,27 @@ class Experiment(SamplesMixin, FilesMixin):
         if not self._ended:
             self._writer.flush()
 
+    @tolerant_as("log_metric")
     def _log_metric_checked(self, name, value, step, epoch, include_context, timestamp) -> None:
         method = "log_metric"
         check.name(method, "name", name)
-        value = check.metric_value(method, value)
+        if self._refusals.strict:
+            value = check.metric_value(method, value)
+        else:
+            value = compat.metric_value(value)
         check.boolean(method, "include_context", include_context)
         step = check.step(method, "step", step)
         epoch = check.step(method, "epoch", epoch)
         ts_ms = check.timestamp_seconds(method, timestamp)
         context = self.context if include_context else None
+        if step is None:
+            step = self._step
+        else:
+            self._step = step
+        if epoch is None:
+            epoch = self._epoch
+        else:
+            self._epoch = epoch
         if ts_ms is None:
             self._enqueue("log_metric", (name, value, step, epoch, context))
             return
@@ -316,19 +344,23 @@ class Experiment(SamplesMixin, FilesMixin):
                    "context": context, "timestamp": ts_ms}
         self._enqueue("log_metric", {k: v for k, v in payload.items() if v is not None})
 
+    @tolerant
     def log_metrics(self, dic: Any, prefix: str | None = None, step: Any = None,
                     epoch: Any = None, include_context: bool = True) -> None:
-        """Log several metrics at once; nested dicts become ``outer.inner`` names."""
+        """Log several metrics: ``prefix_name``; nested dicts become ``outer/inner``."""
         check.mapping("log_metrics", "dic", dic)
         check.optional_str("log_metrics", "prefix", prefix)
-        items = list(_flatten(dic, prefix, "."))
-        # Check everything before journaling anything: a refused call journals nothing.
-        for name, value in items:
-            check.name("log_metrics", "key", name)
-            check.metric_value("log_metrics", value)
+        items = list(compat.flatten(dic, prefix, compat.METRIC_PREFIX_SEP,
+                                    compat.METRIC_NEST_SEP))
         check.step("log_metrics", "step", step)
         check.step("log_metrics", "epoch", epoch)
         check.boolean("log_metrics", "include_context", include_context)
+        if self._refusals.strict:
+            # Check everything before journaling anything: a refused call journals nothing.
+            for name, value in items:
+                check.name("log_metrics", "key", name)
+                check.metric_value("log_metrics", value)
+        # Tolerant: like the SDK, a bad value (None) skips that metric only.
         for name, value in items:
             self.log_metric(name, value, step=step, epoch=epoch, include_context=include_context)
 
@@ -354,176 +386,5 @@ class Experiment(SamplesMixin, FilesMixin):
     def test(self):
         return self.context_manager("test")
 
-    # --- parameters, others, html, tags ------------------------------------------------
-
-    def log_parameter(self, name: Any, value: Any, step: Any = None) -> None:
-        method = "log_parameter"
-        check.name(method, "name", name)
-        self._record("log_parameter", {"parameterName": name,
-                                       "parameterValue": check.param_value(method, value),
-                                       "step": check.step(method, "step", step)})
-
-    def log_parameters(self, parameters: Any, prefix: str | None = None, step: Any = None,
-                       nested_support: bool = True) -> None:
-        """Log several parameters; nested dicts become ``outer|inner`` names (as the SDK)."""
-        method = "log_parameters"
-        check.mapping(method, "parameters", parameters)
-        check.optional_str(method, "prefix", prefix)
-        check.boolean(method, "nested_support", nested_support)
-        step = check.step(method, "step", step)
-        items = list(_flatten(parameters, prefix, "|") if nested_support
-                     else ((f"{prefix}{k}" if prefix else k, v) for k, v in parameters.items()))
-        payloads = []
-        for name, value in items:
-            check.name(method, "key", name)
-            payloads.append({"parameterName": name,
-                             "parameterValue": check.param_value(method, value), "step": step})
-        for payload in payloads:
-            self._record("log_parameter", payload)
-
-    def log_other(self, key: Any, value: Any) -> None:
-        check.name("log_other", "key", key)
-        self._record("log_other", {"key": key, "value": check.scalar("log_other", "value",
-                                                                    value)})
-
-    def log_others(self, dictionary: Any) -> None:
-        check.mapping("log_others", "dictionary", dictionary)
-        items = [(check.name("log_others", "key", k), check.scalar("log_others", "value", v))
-                 for k, v in dictionary.items()]
-        for key, value in items:
-            self._record("log_other", {"key": key, "value": value})
-
-    def log_html(self, html: Any, clear: bool = False) -> None:
-        """Append to the experiment's HTML, or replace it with ``clear=True``."""
-        if not isinstance(html, str):
-            raise check.type_error("log_html", "html", "a string", html)
-        self._record("log_html", {"html": html,
-                                  "override": check.boolean("log_html", "clear", clear)})
-
-    def add_tag(self, tag: Any) -> None:
-        self.add_tags([check.name("add_tag", "tag", tag)])
-
-    def add_tags(self, tags: Any) -> None:
-        tags = check.string_list("add_tags", "tags", tags)
-        if tags:
-            self._record("add_tags", {"addedTags": tags})
-
-    # --- output, start/end time, keep-alive, the experiment's life ---------------------------
-
-    def log_output(self, output: Any, stderr: bool = False, context: str | None = None,
-                   timestamp: Any = None) -> None:
-        """Journal one line (or chunk) of standard output or standard error."""
-        if not isinstance(output, str):
-            raise check.type_error("log_output", "output", "a string", output)
-        check.boolean("log_output", "stderr", stderr)
-        check.optional_str("log_output", "context", context)
-        ts = check.timestamp_seconds("log_output", timestamp) or int(_time() * 1000)
-        offset = self._output_offset
-        self._output_offset += 1
-        self._record("log_output", {"context": context, "outputLines": [
-            {"output": output, "stderr": stderr, "localTimestamp": ts, "offset": offset}]})
-
-    def set_start_time(self, start_ms: Any) -> None:
-        self._record("experiment_start_end_time", {
-            "startTimeMillis": _required_millis("set_start_time", "start_ms", start_ms)})
-
-    def set_end_time(self, end_ms: Any) -> None:
-        self._record("experiment_start_end_time", {
-            "endTimeMillis": _required_millis("set_end_time", "end_ms", end_ms)})
-
-    def keep_alive(self) -> None:
-        """Journal a keep-alive signal (replayed as ``set-status``)."""
-        self._record("experiment_keepalive", {})
-
-    def stop(self) -> None:
-        """Journal a stop request for the experiment (replayed after everything before it)."""
-        self._record("experiment_stop", {})
-
-    def archive(self) -> None:
-        self._record("experiment_archive", {})
-
-    def delete(self) -> None:
-        self._record("experiment_delete", {})
-
-    def restore(self) -> None:
-        self._record("experiment_restore", {})
-
-    def create_symlink(self, project_name: Any) -> None:
-        """Link this experiment into another project (``write/project/symlink``)."""
-        self._record("project_symlink",
-                     {"projectName": check.name("create_symlink", "project_name", project_name)})
-
-    def log_git_metadata(self, branch: Any, origin: Any, parent: Any, root: Any,
-                         user: Any) -> None:
-        values = {"branch": branch, "origin": origin, "parent": parent, "root": root,
-                  "user": user}
-        for arg, value in values.items():
-            if not isinstance(value, str):
-                raise check.type_error("log_git_metadata", arg, "a string", value)
-        self._record("git_metadata", values)
-
-    def log_system_details(self, **details: Any) -> None:
-        """Journal system details; keyword names are the endpoint's wire fields
-        (``hostname``, ``os``, ``pythonVersion``, ``installedPackages``, ...)."""
-        endpoint = ENDPOINTS["system_details"]
-        for arg in details:
-            if arg == "experimentKey" or not any(f.name == arg for f in endpoint.fields):
-                names = ", ".join(f.name for f in endpoint.fields if f.name != "experimentKey")
-                raise TypeError(f"log_system_details(): unknown detail {arg!r}; known: {names}")
-        try:
-            self._record("system_details", dict(details))
-        except ValueError as exc:
-            raise TypeError(f"log_system_details(): {exc}") from None
-
     def __repr__(self) -> str:
         return f"<Experiment {self.key} journal={self.path!r}>"
-
-
-def _required_millis(method: str, arg: str, value: Any) -> int:
-    if value is None:
-        raise check.type_error(method, arg, "epoch milliseconds (a non-negative integer)",
-                               value)
-    return check.epoch_millis(method, arg, value)
-
-
-def _flatten(dic: dict, prefix: str | None, sep: str):
-    for key, value in dic.items():
-        if not isinstance(key, str):
-            key = str(key)
-        name = f"{prefix}{sep}{key}" if prefix else key
-        if isinstance(value, dict) and value:
-            yield from _flatten(value, name, sep)
-        else:
-            yield name, value
-
-
-def _journal_path(journal, key: str) -> str:
-    journal = journal if journal is not None else (os.environ.get("COMET_JOURNAL")
-                                                   or "comet-journal.db")
-    path = os.fspath(journal)
-    if os.path.isdir(path) or path.endswith(os.sep):
-        os.makedirs(path, exist_ok=True)
-        return os.path.join(path, f"{key}.db")
-    return path
-
-
-def _register_atexit(experiment: Experiment):
-    ref = weakref.ref(experiment)
-
-    def _end_at_exit():
-        exp = ref()
-        if exp is not None and not exp.ended:
-            if os.getpid() != exp._owner_pid:
-                # A forked child leaving: write what it logged, but the run is the parent's
-                # to end (a child must not journal the experiment's end time).
-                exp.flush()
-                return
-            pending = len(exp._queue)
-            if pending:
-                import sys
-                sys.stderr.write(f"comet-journal: writing {pending} pending calls of "
-                                 f"experiment {exp.key} before exit\n")
-            exp.end()
-
-    atexit.register(_end_at_exit)
-    return _end_at_exit

@@ -14,6 +14,7 @@ import zipfile
 from typing import Any
 
 from comet_journal.recorder import validation as check
+from comet_journal.recorder.tolerance import tolerant
 from comet_journal.schema.blobs import blob_ref
 
 
@@ -27,6 +28,15 @@ class FilesMixin:
     def _store_bytes(self, data: bytes) -> dict:
         return self._store_stream(io.BytesIO(data))
 
+    def _store_file(self, path: str) -> dict:
+        with open(path, "rb") as fh:
+            return self._store_stream(fh)
+
+    def _asset_metadata(self, method: str, metadata: Any) -> dict | None:
+        """``metadata`` checked: None or a JSON-serialisable dict."""
+        return _check_metadata(method, metadata)
+
+    @tolerant
     def log_asset(self, file_data: Any, file_name: str | None = None, overwrite: bool = False,
                   copy_to_tmp: bool = True, step: Any = None, metadata: dict | None = None,
                   context: str | None = None, asset_type: str | None = None) -> dict:
@@ -59,11 +69,18 @@ class FilesMixin:
                                    file_data, "use log_asset_data() for bytes, str or dicts")
         return self._record_asset(file_name, ref, overwrite, step, metadata, context, asset_type)
 
+    @tolerant
     def log_asset_data(self, data: Any, name: str | None = None, overwrite: bool = False,
                        step: Any = None, metadata: dict | None = None,
+                       file_name: str | None = None, epoch: Any = None,
                        context: str | None = None) -> dict:
-        """Journal in-memory data as an asset: bytes, str, or a JSON-able dict/list."""
+        """Journal in-memory data as an asset: bytes, str, or a JSON-able dict/list.
+
+        ``file_name`` is the SDK's older spelling of ``name``."""
         method = "log_asset_data"
+        check.optional_str(method, "file_name", file_name)
+        name = name if name is not None else file_name
+        epoch = self._current_epoch(check.step(method, "epoch", epoch))
         if isinstance(data, (dict, list)):
             try:
                 raw = json.dumps(data).encode()
@@ -84,16 +101,25 @@ class FilesMixin:
         check.optional_str(method, "context", context)
         metadata = _check_metadata(method, metadata)
         ref = self._store_bytes(raw)
-        return self._record_asset(name or "data", ref, overwrite, step, metadata, context, None)
+        return self._record_asset(name or "data", ref, overwrite, step, metadata, context, None,
+                                  epoch)
 
-    def _record_asset(self, file_name, ref, overwrite, step, metadata, context, asset_type):
-        extension = os.path.splitext(file_name)[1].lstrip(".") or None
+    def _record_asset(self, file_name, ref, overwrite, step, metadata, context, asset_type,
+                      epoch=None, grouping=None, extension=None) -> dict:
+        """Journal an ``upload-asset`` call; the step defaults to the current one (the epoch
+        does not, as in the SDK)."""
+        extension = extension or os.path.splitext(file_name)[1].lstrip(".") or None
+        if step is not None:
+            self._step = step  # as the SDK: an asset's step becomes the current step
         self._record("upload_asset", {
-            "fileName": file_name, "extension": extension, "step": step,
+            "fileName": file_name, "extension": extension,
+            "step": self._step if step is None else step,
+            "epoch": epoch,
             "overwrite": overwrite, "context": context, "type": asset_type, "file": ref,
-            "metadata": metadata})
+            "metadata": metadata, "groupingName": grouping})
         return {"fileName": file_name, "sha256": ref["$blob"], "size": ref["size"]}
 
+    @tolerant
     def log_text(self, text: Any, step: Any = None, metadata: dict | None = None,
                  context: str | None = None) -> None:
         """Journal a text sample (``write/experiment/upload-text-sample``)."""
@@ -104,9 +130,11 @@ class FilesMixin:
         check.optional_str(method, "context", context)
         metadata = _check_metadata(method, metadata)
         self._record("upload_text_sample", {
-            "content": self._store_bytes(text.encode()), "step": step, "context": context,
+            "content": self._store_bytes(text.encode()),
+            "step": self._step if step is None else step, "context": context,
             "metadata": json.dumps(metadata, sort_keys=True) if metadata else None})
 
+    @tolerant
     def set_code(self, code: Any = None, overwrite: bool = False,
                  filename: str | None = None) -> None:
         """Journal source code: the ``code`` text, or the contents of ``filename``."""
@@ -129,6 +157,7 @@ class FilesMixin:
                                         filename) from None
         self._record("set_code", {"code": self._store_bytes(data)})
 
+    @tolerant
     def set_model_graph(self, graph: Any, overwrite: bool = False) -> None:
         """Journal the model's graph (any object: its ``str()`` is kept, as the SDK does)."""
         check.boolean("set_model_graph", "overwrite", overwrite)  # accepted, then ignored
@@ -139,6 +168,7 @@ class FilesMixin:
             raise check.value_error("set_model_graph", "graph", "must not be empty", graph)
         self._record("log_graph", {"graph": self._store_bytes(text.encode())})
 
+    @tolerant
     def log_git_patch(self, patch: Any) -> None:
         """Journal a git patch (text, bytes, or a path to a patch file).
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from comet_journal.recorder import registry
 from comet_journal.recorder import validation as check
-from comet_journal.recorder.experiment import _journal_path
+from comet_journal.recorder.compat import journal_location
 from comet_journal.schema.catalogue import ENDPOINTS, project_ref, validate
 from comet_journal.recorder.writer import encode_payload
 
@@ -35,8 +35,8 @@ class Project:
         self.project_id = check.optional_str("Project", "project_id", project_id)
         if self.project_id is not None and not self.project_id.strip():
             raise check.value_error("Project", "project_id", "must not be empty", project_id)
-        self.path = _journal_path(check.journal_path("Project", journal),
-                                  f"project-{self.project_name}")
+        self.path = journal_location(check.journal_path("Project", journal), None,
+                                     f"project-{self.project_name}")
         self._writer = registry.acquire(self.path)
         self._closed = False
 

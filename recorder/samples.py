@@ -12,6 +12,7 @@ import numbers
 from typing import Any
 
 from comet_journal.recorder import validation as check
+from comet_journal.recorder.tolerance import tolerant
 
 _GPU_FIELDS = ("gpuId", "gpuUtilization", "totalMemory", "usedMemory", "freeMemory")
 
@@ -27,6 +28,7 @@ class SamplesMixin:
                       timestamp=check.timestamp_seconds(method, timestamp))
         self._record(endpoint, values)
 
+    @tolerant
     def log_cpu_metrics(self, cpu_percent_utilization: Any, step: Any = None, epoch: Any = None,
                         context: str | None = None, timestamp: Any = None) -> None:
         """One CPU sample: utilisation in percent, one number per core."""
@@ -40,6 +42,7 @@ class SamplesMixin:
         self._sample(method, "cpu_metrics", {"cpuPercentUtilization": list(values)}, step,
                      epoch, context, timestamp)
 
+    @tolerant
     def log_ram_metrics(self, total_ram: Any, used_ram: Any, step: Any = None, epoch: Any = None,
                         context: str | None = None, timestamp: Any = None) -> None:
         """One RAM sample, in bytes."""
@@ -52,6 +55,7 @@ class SamplesMixin:
         self._sample(method, "ram_metrics", {"totalRam": total, "usedRam": used}, step, epoch,
                      context, timestamp)
 
+    @tolerant
     def log_load_metrics(self, load_average: Any, step: Any = None, epoch: Any = None,
                          context: str | None = None, timestamp: Any = None) -> None:
         """One processor-load sample (the 1-minute load average)."""
@@ -62,6 +66,7 @@ class SamplesMixin:
         self._sample(method, "load_metrics", {"loadAverage": float(load_average)}, step, epoch,
                      context, timestamp)
 
+    @tolerant
     def log_gpu_metrics(self, gpus: Any, step: Any = None, epoch: Any = None,
                         context: str | None = None, timestamp: Any = None) -> None:
         """One GPU sample: a list of dicts with gpuId, gpuUtilization (percent), and

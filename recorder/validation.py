@@ -186,3 +186,15 @@ def experiment_key(value: Any) -> str:
         raise value_error("Experiment", "experiment_key", "must be 32 to 50 letters and digits",
                           value, "omit it to get a fresh key")
     return value
+
+
+def writer_options(durability: Any, flush_interval: Any, max_queue: Any) -> None:
+    if durability not in ("window", "call"):
+        raise value_error("Experiment", "durability", 'must be "window" or "call"',
+                                durability)
+    if not (isinstance(flush_interval, (int, float)) and 0 < flush_interval <= 60):
+        raise value_error("Experiment", "flush_interval",
+                                "must be a number of seconds in (0, 60]", flush_interval)
+    if isinstance(max_queue, bool) or not (isinstance(max_queue, int) and max_queue >= 1):
+        raise value_error("Experiment", "max_queue", "must be a positive integer",
+                                max_queue)

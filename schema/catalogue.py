@@ -183,6 +183,10 @@ _ENDPOINT_LIST: tuple[Endpoint, ...] = (
          Field("fileName", STR, location=QUERY), Field("extension", STR, location=QUERY),
          Field("step", INT, location=QUERY), Field("overwrite", BOOL, location=QUERY),
          Field("context", STR, location=QUERY), Field("type", STR, location=QUERY),
+         # not in the endpoint's documented example; the SDK sends it with every asset
+         Field("epoch", INT, location=QUERY),
+         # the SDK's grouping of a model's files (log_model's name); also not in the example
+         Field("groupingName", STR, location=QUERY),
          Field("file", FILE, required=True, location=PART, blob=True),
          Field("metadata", JSON_OBJECT, location=PART)),
     _exp("upload_text_sample", "POST", "write/experiment/upload-text-sample", _KEY,

@@ -34,6 +34,9 @@ def test_every_package_folder_is_installed_under_comet_journal():
         for init in (REPO / part).rglob("__init__.py"):
             rel = init.parent.relative_to(REPO / part).parts
             found.add(".".join(("comet_journal", part, *rel)))
+    for init in (REPO / "src" / "comet_journal").rglob("__init__.py"):  # e.g. integrations
+        found.add(".".join(("comet_journal", *init.parent.relative_to(
+            REPO / "src" / "comet_journal").parts)))
     assert listed == found, f"pyproject packages: missing {found - listed}, stale {listed - found}"
     for part in PARTS:
         assert setup["package-dir"][f"comet_journal.{part}"] == part

@@ -122,8 +122,10 @@ def test_context_and_nested_dicts(tmp_path):
         exp.log_metric("free", 2.0, include_context=True)
         exp.log_parameters({"opt": {"lr": 0.1, "beta": [0.9, 0.99]}})
     metrics = {r["payload"]["metricName"]: r["payload"] for r in rows(journal, "log_metric")}
-    assert metrics["loss"]["context"] == "train" and metrics["acc.top1"]["step"] == 3
-    assert "context" not in metrics["free"]
+    # The SDK's names: nested metric dicts join with "/"; a metric without a step gets the
+    # current one (the last step given).
+    assert metrics["loss"]["context"] == "train" and metrics["acc/top1"]["step"] == 3
+    assert "context" not in metrics["free"] and metrics["free"]["step"] == 3
     params = {r["payload"]["parameterName"]: r["payload"]["parameterValue"]
               for r in rows(journal, "log_parameter")}
     assert params == {"opt|lr": 0.1, "opt|beta": [0.9, 0.99]}
@@ -215,7 +217,9 @@ BAD_CALLS = [
 
 @pytest.mark.parametrize("method,call,error,words", BAD_CALLS,
                          ids=[f"{m}-{i}" for i, (m, *_rest) in enumerate(BAD_CALLS)])
-def test_bad_input_is_refused_at_the_call_site(tmp_path, method, call, error, words):
+def test_bad_input_is_refused_at_the_call_site(tmp_path, monkeypatch, method, call, error,
+                                              words):
+    monkeypatch.setenv("COMET_JOURNAL_STRICT", "1")  # the default mode warns and counts
     (tmp_path / "a.txt").write_text("x")
     journal = str(tmp_path / "run.db")
     with Experiment(journal=journal) as exp:

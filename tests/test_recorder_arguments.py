@@ -19,6 +19,13 @@ import pytest
 from comet_journal import Experiment, Project
 
 
+@pytest.fixture(autouse=True)
+def _strict(monkeypatch):
+    """These rows are the strict checks (``COMET_JOURNAL_STRICT=1``); the default mode warns
+    and counts instead (tests/test_compat_tolerance.py)."""
+    monkeypatch.setenv("COMET_JOURNAL_STRICT", "1")
+
+
 class _Opaque:
     """An object no recorder argument accepts."""
 
@@ -320,6 +327,44 @@ ROWS: list[tuple[str, str, object, type, str]] = [
     (P, "save_viz_store", lambda e, p, d: p.save_viz_store(3, "s"), TypeError, "instance_id"),
     (P, "save_viz_store", lambda e, p, d: p.save_viz_store("", "s"), ValueError,
      "instance_id"),
+    # --- the SDK's identity, step and newer asset methods (issue 12) ---
+    (E, "get_name", lambda e, p, d: e.get_name(1), TypeError, "positional argument"),
+    (E, "get_name", lambda e, p, d: e.get_name(full=True), TypeError, "full"),
+    (E, "get_tags", lambda e, p, d: e.get_tags(1), TypeError, "positional argument"),
+    (E, "get_tags", lambda e, p, d: e.get_tags(full=True), TypeError, "full"),
+    (E, "set_name", lambda e, p, d: e.set_name(3), TypeError, "name"),
+    (E, "set_name", lambda e, p, d: e.set_name(""), ValueError, "name"),
+    (E, "set_step", lambda e, p, d: e.set_step(-1), ValueError, "step"),
+    (E, "set_step", lambda e, p, d: e.set_step("3"), TypeError, "step"),
+    (E, "set_epoch", lambda e, p, d: e.set_epoch(-1), ValueError, "epoch"),
+    (E, "set_epoch", lambda e, p, d: e.set_epoch(1.5), TypeError, "epoch"),
+    (E, "log_html_url", lambda e, p, d: e.log_html_url(3), TypeError, "url"),
+    (E, "log_html_url", lambda e, p, d: e.log_html_url("u", label=3), TypeError, "label"),
+    (E, "log_model", lambda e, p, d: e.log_model("", str(d / "a.txt")), ValueError, "name"),
+    (E, "log_model", lambda e, p, d: e.log_model("m", str(d / "nope.bin")), FileNotFoundError,
+     "file_or_folder"),
+    (E, "log_asset_folder", lambda e, p, d: e.log_asset_folder(str(d / "a.txt")),
+     NotADirectoryError, "folder"),
+    (E, "log_asset_folder", lambda e, p, d: e.log_asset_folder(str(d), step=-1), ValueError,
+     "step"),
+    (E, "log_code", lambda e, p, d: e.log_code(), TypeError, "exactly one"),
+    (E, "log_code", lambda e, p, d: e.log_code(code="x=1"), TypeError, "code_name"),
+    (E, "log_confusion_matrix", lambda e, p, d: e.log_confusion_matrix(), TypeError, "matrix"),
+    (E, "log_confusion_matrix", lambda e, p, d: e.log_confusion_matrix([0, 1], [0]),
+     ValueError, "y_predicted"),
+    (E, "log_curve", lambda e, p, d: e.log_curve("c", [1, 2], [1]), ValueError, "y"),
+    (E, "log_curve", lambda e, p, d: e.log_curve("c", "12", [1]), TypeError, "x"),
+    (E, "log_table", lambda e, p, d: e.log_table("t.csv", 3), TypeError, "tabular_data"),
+    (E, "log_table", lambda e, p, d: e.log_table(str(d / "nope.csv")), FileNotFoundError,
+     "filename"),
+    (E, "log_histogram_3d", lambda e, p, d: e.log_histogram_3d([]), ValueError, "values"),
+    (E, "log_histogram_3d", lambda e, p, d: e.log_histogram_3d(["a"]), TypeError, "values"),
+    (E, "log_image", lambda e, p, d: e.log_image(str(d / "nope.png")), FileNotFoundError,
+     "image_data"),
+    (E, "log_image", lambda e, p, d: e.log_image(str(d / "a.txt"), step=-1), ValueError,
+     "step"),
+    (E, "log_figure", lambda e, p, d: e.log_figure(figure=_Opaque()), TypeError, "figure"),
+    (E, "log_figure", lambda e, p, d: e.log_figure(format="gif"), ValueError, "format"),
     (P, "save_viz_store", lambda e, p, d: p.save_viz_store("i", 3), TypeError, "store"),
     (P, "save_viz_store", lambda e, p, d: p.save_viz_store("i", {"a": _Opaque()}), TypeError,
      "store"),

@@ -1,6 +1,6 @@
 """comet-journal: log like ``comet_ml``, offline, into a journal; upload it later, exactly once.
 
-Example::
+Example (``import comet_journal as comet_ml`` works too: the calls are the SDK's)::
 
     import comet_journal
     exp = comet_journal.start(project_name="mnist", workspace="me")
@@ -15,7 +15,9 @@ server). In the repository they are the top-level folders ``recorder/``, ``uploa
 """
 
 from comet_journal.recorder import Experiment, Project
-from comet_journal.recorder.start import start
+from comet_journal.recorder.start import (ExistingExperiment, ExperimentConfig,
+                                          OfflineExperiment, start)
 from comet_journal.uploader import __version__
 
-__all__ = ["Experiment", "Project", "start", "__version__"]
+__all__ = ["Experiment", "ExistingExperiment", "ExperimentConfig", "OfflineExperiment",
+           "Project", "start", "__version__"]
