@@ -140,6 +140,8 @@ class Application:
                      "both": ("Retry-After", "Retry-After-Custom")}[params["header"]]
             return error_response(ApiError(429, "injected fault: too many requests"),
                                   tuple((name, text) for name in names))
+        if rule.kind == "empty_ok":
+            return json_response(200, {})
         if rule.kind == "outage":
             if self.on_outage is not None:
                 self.on_outage(params["duration_s"])

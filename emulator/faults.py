@@ -30,6 +30,7 @@ throttle      answer 429 with ``retry_after`` seconds (default 1) in the ``heade
               ``"standard"`` (``Retry-After``, the default), ``"custom"`` (Comet's
               ``Retry-After-Custom``) or ``"both"``; nothing is applied
 drop_before   close the connection without answering; nothing is applied
+empty_ok      answer ``200 {}`` (a broken proxy or server); nothing is applied
 drop_after    apply the request, then close the connection without answering (the
               ambiguous case: the client cannot know it was applied)
 latency       wait ``ms`` milliseconds (plus or minus up to ``jitter_ms``) before handling;
@@ -56,9 +57,9 @@ from typing import Any, Final, Iterable
 
 from comet_journal.emulator.errors import FaultSpecError
 
-KINDS: Final = ("status", "throttle", "drop_before", "drop_after", "latency", "slow_body",
+KINDS: Final = ("status", "throttle", "drop_before", "empty_ok", "drop_after", "latency", "slow_body",
                 "outage")
-BEFORE_KINDS: Final = frozenset(("status", "throttle", "drop_before", "outage"))  # not applied
+BEFORE_KINDS: Final = frozenset(("status", "throttle", "drop_before", "empty_ok", "outage"))  # not applied
 AFTER_KINDS: Final = frozenset(("drop_after", "slow_body"))  # applied, then the answer suffers
 ALL_ROUTES: Final = "*"
 THROTTLE_HEADERS: Final = ("standard", "custom", "both")
@@ -68,6 +69,7 @@ _KIND_PARAMS: Final = {  # parameter: default (None: required)
     "status": {"status": 503},
     "throttle": {"retry_after": 1, "header": "standard"},
     "drop_before": {},
+    "empty_ok": {},
     "drop_after": {},
     "latency": {"ms": None, "jitter_ms": 0},
     "slow_body": {"duration_ms": 1000},

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from comet_journal.schema.catalogue import ENDPOINTS, endpoint_named
-from comet_journal.uploader.errors import ServerProtocolError
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.progress import ExperimentTarget
 from comet_journal.uploader.send.context import SendContext
@@ -75,8 +74,16 @@ class Creator:
             code = data.get("sdk_error_code") if isinstance(data, dict) else None
             return answer.status in (400, 403, 409) and code == ALREADY_EXISTS_CODE
 
+        def usable(answer: Answer) -> str | None:
+            # Comet's answer always has a runId (the SDK requires it); "200 {}" is not a
+            # creation, whatever the status says.
+            data = answer.json()
+            return None if isinstance(data, dict) and data.get("runId") else \
+                "no runId in the answer"
+
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
-                                     call.label(), on_ambiguous=on_ambiguous, accept=exists)
+                                     call.label(), on_ambiguous=on_ambiguous, accept=exists,
+                                     usable=usable)
         if not outcome.ok:
             return outcome
         if outcome.status >= 400:  # "already exists"
@@ -137,20 +144,22 @@ class Creator:
                 return True
             return False
 
+        def usable(answer: Answer) -> str | None:
+            data = answer.json()
+            if isinstance(data, dict) and isinstance(data.get("experimentKey"), str) \
+                    and data["experimentKey"]:
+                return None
+            return "no experimentKey in the answer"
+
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
-                                     call.label(), on_ambiguous=on_ambiguous)
+                                     call.label(), on_ambiguous=on_ambiguous, usable=usable)
         outcome.method = REST_CREATE
         if not outcome.ok:
             return outcome
         if outcome.found:
             outcome.server_key, outcome.link = found_box["hit"]
             return outcome
-        data = outcome.answer.json() if outcome.answer is not None else None
-        key = data.get("experimentKey") if isinstance(data, dict) else None
-        if not key:
-            raise ServerProtocolError(
-                f"{self.link.url} answered write/experiment/create without an experimentKey",
-                "is --url the root of a Comet server?")
-        outcome.server_key = key
+        data = outcome.answer.json()
+        outcome.server_key = data["experimentKey"]
         outcome.link = data.get("link")
         return outcome

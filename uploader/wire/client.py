@@ -26,10 +26,12 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
@@ -197,16 +199,19 @@ class Client:
             headers["Content-Encoding"] = "gzip"
         read_timeout = self.policy.upload_timeout_s if request.upload else \
             self.policy.read_timeout_s
+        # The whole exchange (connect, send, the whole answer) is bounded, not only each read:
+        # a server trickling its answer a byte at a time counts as a timeout.
+        deadline = time.monotonic() + self.policy.connect_timeout_s + read_timeout
         url = self.config.url + request.path
         try:
             response = self._session().request(
                 request.method, url, params=request.params or None, data=data,
                 headers=headers, timeout=(self.policy.connect_timeout_s, read_timeout),
-                allow_redirects=False,
+                allow_redirects=False, stream=True,
                 # --ca-bundle per request too: with trust_env, requests lets
                 # $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's verify
                 verify=self.config.ca_bundle or None)
-            body = response.content
+            body = _read_body(response, deadline, read_timeout)
         except requests.exceptions.SSLError as exc:
             self._tls_failure(exc)
             raise TransportError(f"{type(exc).__name__}: {exc}", sent=not _never_sent(exc)) \
@@ -242,3 +247,27 @@ class Client:
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
+
+
+def _read_body(response: requests.Response, deadline: float, limit_s: float) -> bytes:
+    """The answer's body, read as it arrives, until ``deadline``: past it, the request
+    timed out (its outcome is unknown: it was sent)."""
+    raw = response.raw
+    read = raw.read1 if hasattr(raw, "read1") else raw.read  # urllib3 < 2: whole blocks
+    chunks = []
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise requests.exceptions.Timeout(
+                    f"the answer took longer than {limit_s:g} s in all (a slow or stalled "
+                    "server); its outcome is unknown")
+            chunk = read(65536, decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.exceptions.ConnectionError(f"reading the answer failed: {exc}") \
+            from None
+    finally:
+        response.close()
+    return b"".join(chunks)

@@ -102,10 +102,14 @@ class Link:
     def exchange(self, build: Callable[[], BuiltRequest], idempotency_key: str | None,
                  label: str, on_ambiguous: Callable[[], bool | None] | None = None,
                  accept: Callable[[Answer], bool] | None = None, retry: bool = True,
-                 write: bool = True) -> Outcome:
+                 write: bool = True,
+                 usable: Callable[[Answer], str | None] | None = None) -> Outcome:
         """Send ``build()`` until it is answered for good (see the module docstring).
 
         :param accept: an answer outside 2xx that still counts as done (``ok``).
+        :param usable: for a 2xx answer, what is missing from it (None: nothing): an answer
+            without what the caller needs (a create without a key) is an unknown outcome,
+            retried like a 5xx (read-back first), never taken as done.
         :param retry: False: one attempt, any failure is returned as an outcome (a probe).
         :param write: False for reads: not progress, and not a write of the current job.
         """
@@ -154,6 +158,8 @@ class Link:
                 raise self._redirected(request, answer, label)
             if 200 <= status < 300:
                 garbage = answer.not_comet()
+                if garbage is None and usable is not None:
+                    garbage = usable(answer)
                 if garbage is None:
                     if write:
                         gate.ok()
