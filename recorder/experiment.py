@@ -43,6 +43,7 @@ from comet_journal.recorder.samples import SamplesMixin
 from comet_journal.recorder.tolerance import Refusals, strict_from_environment, tolerant, \
     tolerant_as
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
+from comet_journal.schema import writers
 from comet_journal.schema.catalogue import ENDPOINTS, validate
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             synchronous="FULL" if durability == "call" else "NORMAL",
             max_journal_bytes=max_journal_bytes)
         self._queue = self._writer.queue
+        self._writer_key = writers.writer_key(self.key)
         self._id, created = self._register()
         self.created = created  # False: an experiment this journal already held, continued
         if durability == "call":
@@ -194,6 +196,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT id FROM experiments WHERE key=?", (self.key,)).fetchone()
             if row is not None:
+                writers.register(conn, self._writer_key)
                 conn.execute("COMMIT")
                 return row[0], False
             cur = conn.execute(
@@ -201,6 +204,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
                 "VALUES (?,?,?,?,?,?,?)",
                 (self.key, self._workspace, self._project_name, self._name, self._now_ms(),
                  socket.gethostname(), os.getpid()))
+            writers.register(conn, self._writer_key)
             conn.execute("COMMIT")
             return cur.lastrowid, True
         finally:
@@ -243,6 +247,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         with contextlib.suppress(Exception):
             atexit.unregister(self._atexit)
         stats = registry.release(self._writer, timeout)
+        if not stats["lost"]:  # its end row is durable: this writer has ended
+            writers.mark_ended(self.path, self._writer_key)
         if stats["lost"]:
             msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
                    f"journaled ({stats['last_error'] or 'see earlier messages'})")

@@ -106,10 +106,30 @@ def test_calls_of_an_unknown_experiment_are_refused():
     assert isinstance(actions[0], Refuse) and "experiment id 7" in actions[0].reason
 
 
-def test_an_experiment_never_created_refuses_its_calls():
+def test_calls_journaled_before_their_create_wait_for_it():
+    # another rank of a shared experiment wrote first: its calls precede the create
     s = Scheduler({1: False})
-    actions = s.admit(unit(1, "log_metric", metricName="x", metricValue=1))
-    assert isinstance(actions[0], Refuse) and "never created" in actions[0].reason
+    early = [unit(1, "log_metric", metricName="x", metricValue=1),
+             unit(2, "log_parameter", parameterName="lr", parameterValue=1)]
+    for u in early:
+        assert s.admit(u) == []  # neither sent nor refused
+    assert s.waiting_rows == 2  # not counted in the read window
+    create = unit(3, "experiment_create")
+    assert sent(s.admit(create)) == [3] and s.waiting_rows == 0
+    s.created(1)
+    assert sent(s.release(create)) == [1, 2]
+
+
+def test_calls_whose_create_never_comes_are_handed_back():
+    s = Scheduler({1: False, 2: False})
+    a = unit(1, "log_metric", exp=1, metricName="x", metricValue=1)
+    b = unit(2, "log_other", exp=2, key="k", value=1)
+    s.admit(a)
+    s.admit(b)
+    orphans = s.take_orphans()
+    assert orphans == {1: [a], 2: [b]} and s.waiting_rows == 0
+    actions = s.refuse_all(orphans[1], "never created")
+    assert [type(x) for x in actions] == [Refuse] and s.release(a) == []
 
 
 def test_an_ordered_stream_has_one_call_in_flight_and_streams_are_independent():

@@ -94,6 +94,13 @@ class JournalReader:
         yield from self.retries()
         yield from self._rows(self.acked_through)
 
+    def has_create(self, experiment_id: int) -> bool:
+        """Does the journal (as it is now, past ``end_seq`` too) hold the experiment's
+        create call?"""
+        return self.conn.execute(
+            "SELECT 1 FROM calls WHERE endpoint='experiment_create' AND experiment_id=? "
+            "LIMIT 1", (experiment_id,)).fetchone() is not None
+
     def _rows(self, cursor: int) -> Iterator[Call]:
         """Every call above ``cursor`` (to ``end_seq``) without a state row, in order."""
         conn = self.conn

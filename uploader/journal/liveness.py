@@ -1,7 +1,9 @@
 """Is a journal's run still live, ended, or stale (its writer died without ending it)?
 
 * ended: every experiment in the journal has journaled its end (``end()`` records an
-  ``experiment_start_end_time`` row with ``endTimeMillis``);
+  ``experiment_start_end_time`` row with ``endTimeMillis``) and every writer registered in
+  the journal's ``meta`` (one per Experiment: ranks sharing an experiment are several) has
+  ended, so a journal that one rank still writes is never taken as ended;
 * live: not ended, and the file grew recently, or a writer process recorded in the journal is
   still running on this host (the recorder's periodic keep-alive rows make a live run grow
   even when the training code logs nothing);
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from comet_journal.schema.journal import sqlite_connect
+from comet_journal.schema.writers import live_writers
 
 DEFAULT_STALE_AFTER_S: Final = 600.0
 
@@ -70,13 +73,14 @@ def journal_liveness(path: str, stale_after_s: float = DEFAULT_STALE_AFTER_S,
             "SELECT count(DISTINCT experiment_id) FROM calls WHERE "
             "endpoint = 'experiment_start_end_time' AND payload LIKE '%\"endTimeMillis\"%'"
         ).fetchone()[0]
+        writing = live_writers(conn)
     finally:
         conn.close()
     idle = max(0.0, now - last_change(path))
     host = socket.gethostname()
     live_pids = tuple(sorted({pid for _id, h, pid in experiments
                               if h == host and pid and _pid_alive(pid)}))
-    if experiments and ended >= len(experiments):
+    if experiments and ended >= len(experiments) and not writing:
         state = ENDED
     elif idle < stale_after_s or live_pids:
         state = LIVE

@@ -75,6 +75,7 @@ class Dispatch:
         self.out_jobs: dict[int, int] = {}  # id(job item) -> its highest main-line seq
         self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
         self.reader_done = False
+        self.orphaned = False  # calls left pending: their create comes after this replay
         self.stopping = False
         self.abandon_at: float | None = None
 
@@ -100,23 +101,41 @@ class Dispatch:
         self._commit(final=True)
         if self.stopping:
             self._stopped_early()
+        elif self.orphaned:
+            self.summary.more_pending = True
         if on_progress:
             on_progress(self.summary)
 
     # --- reading and admitting --------------------------------------------------------------
 
     def _fill_window(self) -> None:
-        reader = self.reader
-        while not self.reader_done and self.in_window + reader.buffered < self.window:
+        reader, scheduler = self.reader, self.scheduler
+        while not self.reader_done and \
+                self.in_window - scheduler.waiting_rows + reader.buffered < self.window:
             unit = next(self.units, None)
             if unit is None:
                 self.reader_done = self.ledger.reader_done = True
+                self._orphans()
                 break
             self._take_in(unit)
         if reader.buffered and not self.reader_done:
             # the window is full: flush the groups whose lane has nothing else to send
             for group in reader.take(self.scheduler.lane_busy):
                 self._take_in(group)
+
+    def _orphans(self) -> None:
+        """Calls that waited for their experiment's create to the end of the journal: with no
+        create anywhere in the journal, refused; with one journaled after this replay began
+        (another rank, still writing), left pending for the next pass."""
+        for exp, units in self.scheduler.take_orphans().items():
+            if self.reader.has_create(exp):
+                self.in_window -= sum(len(u.seqs) if u.__class__ is MetricGroup else 1
+                                      for u in units)
+                self.orphaned = True
+                continue
+            self._execute(self.scheduler.refuse_all(
+                units, "not sent: the experiment was never created (its create call is not "
+                       "in the journal)"))
 
     def _take_in(self, unit) -> None:
         self.in_window += len(unit.seqs) if unit.__class__ is MetricGroup else 1

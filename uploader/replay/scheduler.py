@@ -14,7 +14,10 @@ of calls of one batch stream), :class:`Refuse` a unit without sending it, or
 those of :mod:`comet_journal.schema.ordering`):
 
 * an experiment's calls wait for its creation, whose server key is recorded before they are
-  released; barriers (stop/archive/delete/restore) wait for every earlier call of their
+  released; calls journaled *before* their experiment's create (another rank of a shared
+  experiment may write first) wait for it too, uncounted in the read window
+  (:attr:`Scheduler.waiting_rows`); :meth:`Scheduler.take_orphans` hands back those whose
+  create never came; barriers (stop/archive/delete/restore) wait for every earlier call of their
   experiment and hold back every later one; global (project) calls do the same for
   everything;
 * an ordered stream has one job in flight: its next call goes only after the previous one
@@ -66,6 +69,8 @@ class ExperimentGate:
     barrier_sent: bool = False
     blocked: deque = field(default_factory=deque)
     create_rejected: str | None = None
+    create_seen: bool = False  # its create was admitted (in this replay, or done earlier)
+    awaiting_create: list = field(default_factory=list)  # journaled before the create
 
 
 class Stream:
@@ -99,6 +104,7 @@ class Scheduler:
         self.global_sent = False
         self.global_blocked: deque = deque()
         self.outstanding = 0  # admitted and not released (barriers included)
+        self.waiting_rows = 0  # rows of units waiting for a create not yet read
         self.stopping = False
         self._refused: set[int] = set()  # ids of units refused (never admitted)
 
@@ -162,6 +168,23 @@ class Scheduler:
     def stop(self) -> None:
         self.stopping = True
 
+    def take_orphans(self) -> dict[int, list]:
+        """The units still waiting for a create that never came in this replay, by
+        experiment (forgotten here: the caller refuses them or leaves them pending)."""
+        orphans = {}
+        for exp, gate in self.gates.items():
+            if gate.awaiting_create:
+                orphans[exp], gate.awaiting_create = gate.awaiting_create, []
+        self.waiting_rows = 0
+        return orphans
+
+    def refuse_all(self, units: list, reason: str) -> list:
+        """Refuse units taken back by :meth:`take_orphans`."""
+        actions: list = []
+        for unit in units:
+            self._refuse(unit, reason, actions)
+        return actions
+
     def lane_busy(self, experiment_id: int) -> bool:
         """Are the experiment's metric-group lanes all busy (or is a group waiting)?"""
         stream = self.streams.get((experiment_id, "bulk"))
@@ -192,17 +215,24 @@ class Scheduler:
             return
         if unit.kind == CREATE:
             gate.barrier, gate.barrier_sent = unit, False
+            gate.create_seen = True
             self.outstanding += 1
+            if gate.awaiting_create:  # they go right after the create, in journal order
+                gate.blocked.extend(gate.awaiting_create)
+                self.waiting_rows -= sum(_rows(u) for u in gate.awaiting_create)
+                gate.awaiting_create = []
             if gate.created:  # created by an earlier run whose ack was not committed
                 gate.barrier_sent = True
                 actions.append(AlreadyDone(unit))
                 return
             self._send_barrier(gate, actions)
             return
-        if gate.create_rejected or not gate.created:
-            reason = gate.create_rejected or "the experiment was never created (its create " \
-                                             "call is not in the journal)"
-            self._refuse(unit, f"not sent: {reason}", actions)
+        if gate.create_rejected:
+            self._refuse(unit, f"not sent: {gate.create_rejected}", actions)
+            return
+        if not gate.created:  # journaled before its create: wait for it
+            gate.awaiting_create.append(unit)
+            self.waiting_rows += _rows(unit)
             return
         if unit.kind == BARRIER:
             gate.barrier, gate.barrier_sent = unit, False
@@ -281,3 +311,7 @@ class Scheduler:
             self.global_sent = True
             self.outstanding += 1
             actions.append(Send(self.global_barrier))
+
+
+def _rows(unit) -> int:
+    return len(unit.seqs) if hasattr(unit, "overlaps") else 1
