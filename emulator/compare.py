@@ -61,9 +61,11 @@ def server_keys(conn: sqlite3.Connection) -> dict[int, str]:
         return {}
 
 
-def journal_item_list(path: str) -> list[tuple]:
-    """The items of one journal, in journal order."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def journal_item_list(path: str, state_dir: str | None = None) -> list[tuple]:
+    """The items of one journal, in journal order (server keys from the uploader's state
+    database in ``state_dir``, default ``default_state_dir()``)."""
+    from comet_journal.uploader.journal.progress_store import open_progress_view
+    conn = open_progress_view(path, state_dir)
     out: list[tuple] = []
     try:
         keys = server_keys(conn)

@@ -142,10 +142,7 @@ def sqlite_connect(path: str, *, readonly: bool = False,
     if timeout is None:
         timeout = _busy_timeout_s
     if readonly:
-        uri = f"file:{_uri_path(path)}?mode=ro"
-        if _on_read_only_media(path):
-            uri += "&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout,
+        conn = sqlite3.connect(readonly_uri(path), uri=True, timeout=timeout,
                                isolation_level=None, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
@@ -157,16 +154,40 @@ def sqlite_connect(path: str, *, readonly: bool = False,
     return conn
 
 
-def _on_read_only_media(path: str) -> bool:
-    """A journal without a -wal file in a directory nobody here can write (read-only media).
+def readonly_uri(path: str) -> str:
+    """The SQLite URI that opens a journal read-only (immutable on read-only media), for
+    ``sqlite3.connect(..., uri=True)`` or ``ATTACH`` on a connection opened with ``uri=True``."""
+    uri = f"file:{_uri_path(path)}?mode=ro"
+    if _nobody_writing(path):
+        uri += "&immutable=1"
+    return uri
+
+
+def _nobody_writing(path: str) -> bool:
+    """A WAL-mode journal without a -wal file (its writers have closed it), or any journal
+    without one in a directory nobody here can write (read-only media).
 
     SQLite cannot open a WAL-mode file read-only unless it can create the -wal and -shm
-    files or is told the file is immutable. Without a -wal file, immutable reads exactly what
-    the file holds; each read-only connection decides again, so a writer appearing later is
-    seen by the next connection.
+    files or is told the file is immutable; and a read-only connection that creates them
+    cannot remove them, so a reader would leave files in the journal's directory. Without a
+    -wal file, immutable reads exactly what the file holds; each read-only connection decides
+    again, so a writer appearing later is seen by the next connection. (A rollback-journal
+    file is read with its locks: there a writer's exclusive lock must hold readers back.)
     """
+    if os.path.exists(path + "-wal"):
+        return False
     directory = os.path.dirname(os.path.abspath(path))
-    return not os.path.exists(path + "-wal") and not os.access(directory, os.W_OK)
+    return _is_wal_mode(path) or not os.access(directory, os.W_OK)
+
+
+def _is_wal_mode(path: str) -> bool:
+    """The SQLite header's read/write versions say WAL (bytes 18 and 19 are 2)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
 
 
 def _uri_path(path: str) -> str:

@@ -267,6 +267,9 @@ BAD_JOURNALS: list[BadJournal] = [
 _HOLDER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+# A rollback-journal lock: an exclusive lock there blocks readers too (in WAL mode readers
+# go on, and so does an upload, which only reads).
+conn.execute("PRAGMA journal_mode=DELETE")
 conn.execute("BEGIN EXCLUSIVE")
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -14,6 +14,21 @@ os.environ.setdefault("COMET_JOURNAL_AUTO_LOG", "0")
 from comet_journal.emulator.testing import EmulatorClient, EmulatorFactory
 
 
+# --- the uploader's state directory -----------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def uploader_state_dir(tmp_path_factory, monkeypatch):
+    """Each test's own uploader state directory (upload progress and locks live there, never
+    beside journals), outside ``tmp_path`` so listings of a test's journals don't see it;
+    subprocesses inherit it through the environment."""
+    home = tmp_path_factory.mktemp("uploader-state")
+    state = home / "comet-journal"
+    # Both: helpers that run the CLI without COMET_* variables still find it through XDG.
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))
+    return state
+
+
 # --- the emulator (a real Comet-compatible server on a real socket) -------------------------
 
 @pytest.fixture

@@ -117,9 +117,9 @@ def test_a_good_copy_uploads_after_the_damaged_one_was_refused(good, journals, e
 def test_a_journal_locked_too_long_is_refused_clearly(good, journals, emulator):
     path = journals / "run.db"
     shutil.copyfile(good, path)
-    before = _digest(path)
     with hold_locked(path, seconds=20) as holder:
-        files = _listing(journals)  # the holder's -wal/-shm are there while it holds the lock
+        before = _digest(path)  # as the holder left it (a rollback journal, locked)
+        files = _listing(journals)  # the holder's side files are there while it holds it
         proc = upload(emulator, path, "--busy-timeout", "0.5", timeout=30)
         _assert_refused(proc, path, ["locked by another process", "--busy-timeout"],
                         emulator)

@@ -11,6 +11,7 @@ import pytest
 
 from test_upload_support import KEY, assert_server_matches, make_journal
 from comet_journal.uploader.config import resolve
+from comet_journal.uploader.journal.progress_store import open_progress_view
 from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options
 from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
 from comet_journal.uploader.upload import upload_journal
@@ -116,7 +117,7 @@ def test_stop_abandons_a_hung_request_after_the_grace_and_reads_it_back(emulator
     timer.cancel()
     assert elapsed < 0.5 + STOP_GRACE_S + 1.5
     assert summary.more_pending and summary.uploaded == summary.pending - 1
-    conn = sqlite3.connect(path)
+    conn = open_progress_view(path)  # the uploader's state database, the journal attached
     acked, sent = conn.execute("SELECT acked_through, sent_through FROM upload_targets"
                                ).fetchone()
     unsettled = conn.execute("SELECT seq, endpoint FROM calls WHERE seq > ? AND seq NOT IN "

@@ -70,7 +70,9 @@ def upload(emu, path, *extra, env=None, check=None, timeout=60):
 
 
 def server_keys(path) -> dict[int, str]:
-    conn = sqlite3.connect(path)
+    """The server key of each journal experiment, from the uploader's state database."""
+    from comet_journal.uploader.journal.progress_store import open_progress_view
+    conn = open_progress_view(str(path))
     try:
         return dict(conn.execute("SELECT experiment_id, server_key FROM upload_experiments"))
     finally:

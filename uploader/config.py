@@ -71,6 +71,7 @@ class UploadConfig:
     project: str | None = None
     default_workspace: str | None = None
     ca_bundle: str | None = None
+    state_dir: str | None = None  # where upload progress is kept (None: default_state_dir())
 
     @property
     def identity(self) -> str:
@@ -143,7 +144,7 @@ def url_from_api_key(key: str) -> str | None:
 
 def resolve(api_key: str | None = None, url: str | None = None, workspace: str | None = None,
             project: str | None = None, ca_bundle: str | None = None,
-            environ: Mapping[str, str] | None = None) -> UploadConfig:
+            state_dir: str | None = None, environ: Mapping[str, str] | None = None) -> UploadConfig:
     """Resolve the configuration; raise :class:`ConfigError` (never showing the key).
 
     :param api_key: from ``--api-key``; else the environment, else the config file.
@@ -173,4 +174,4 @@ def resolve(api_key: str | None = None, url: str | None = None, workspace: str |
         api_key=secret, url=normalise_url(raw_url), key_source=source,
         workspace=workspace or None, project=project or None,
         default_workspace=environ.get("COMET_WORKSPACE") or section.get("workspace") or None,
-        ca_bundle=ca_bundle)
+        ca_bundle=ca_bundle, state_dir=state_dir)

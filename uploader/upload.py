@@ -17,7 +17,8 @@ from comet_journal.schema.journal import read_header, translate_error
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.integrity import verify_journal
 from comet_journal.uploader.journal.lock import UploadLock
-from comet_journal.uploader.journal.progress import holder_text
+from comet_journal.uploader.journal.progress import Progress, holder_text
+from comet_journal.uploader.journal.progress_store import upload_holder
 from comet_journal.uploader.replay.replayer import Replayer
 from comet_journal.uploader.replay.summary import Options, Summary
 
@@ -35,7 +36,7 @@ def upload_journal(path: str | os.PathLike, config: UploadConfig,
     path = os.fspath(path)
     read_header(path)  # a clear error for a missing or foreign file, before any lock file
     # Damaged or locked: refused before the lock file, any write or any request.
-    verify_journal(path, config.identity)
+    verify_journal(path, config.identity, config.state_dir)
     try:
         return _upload(path, config, options, wait)
     except sqlite3.Error as exc:  # met while uploading (a page damaged after the check...)
@@ -45,28 +46,18 @@ def upload_journal(path: str | os.PathLike, config: UploadConfig,
 def _upload(path: str, config: UploadConfig, options: Options | None, wait: bool) -> Summary:
 
     def describe() -> str | None:
-        import sqlite3
-        try:
-            conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True)
-            try:
-                row = conn.execute("SELECT holder FROM upload_targets WHERE identity=?",
-                                   (config.identity,)).fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return None
-        return row[0] if row else None
+        return upload_holder(path, config.identity, config.state_dir)
 
-    with UploadLock(path, config.identity, wait=wait, describe_holder=describe):
+    with UploadLock(path, config.identity, wait=wait, describe_holder=describe,
+                    state_dir=config.state_dir):
         replayer = Replayer(path, config, options)
         replayer.progress.set_holder(holder_text())
         try:
             return replayer.run()
         finally:
             try:
-                from comet_journal.uploader.journal.progress import Progress
                 p = Progress(path, config.identity, config.url, config.workspace,
-                             config.project)
+                             config.project, config.state_dir)
                 p.set_holder(None)
                 p.close()
             except Exception:

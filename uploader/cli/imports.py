@@ -14,7 +14,8 @@ from comet_journal.uploader.importer import ArchiveError, ImportResult, import_s
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-STATE_HELP = ("The uploader's state directory, where imported journals live (default: "
+STATE_HELP = ("The uploader's state directory, where upload progress, upload locks and "
+              "imported journals live (default: "
               "$COMET_JOURNAL_STATE, else $XDG_STATE_HOME/comet-journal, else "
               "~/.local/state/comet-journal).")
 

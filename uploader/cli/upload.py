@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -57,8 +58,9 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
                    busy_timeout, state_dir) -> None:
     """Upload each JOURNAL: every pending call, in journal order, exactly once.
 
-    Progress is recorded in the journal as the server acknowledges each call: stop it at any
-    point (even kill -9) and run the same command again to continue.
+    Progress is recorded in the uploader's state directory (--state; never in the journal or
+    its directory) as the server acknowledges each call: stop it at any point (even kill -9)
+    and run the same command again to continue.
 
     \b
     Examples:
@@ -74,7 +76,8 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
-    config = resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
+    config = dataclasses.replace(resolve_or_exit(api_key, url, workspace, project_name,
+                                                 ca_bundle), state_dir=state_dir)
     from comet_journal.uploader.replay.summary import Options
     from comet_journal.uploader.upload import upload_journal
 

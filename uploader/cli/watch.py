@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -84,7 +85,8 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
       comet-upload watch --json-log runs/ 2>>watch.log
     """
     setup_logging(verbose, quiet)
-    config = resolve_or_exit(api_key, url, workspace, project_name, ca_bundle)
+    config = dataclasses.replace(resolve_or_exit(api_key, url, workspace, project_name,
+                                                 ca_bundle), state_dir=state_dir)
     policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=parse_deadline(deadline),
                          read_timeout_s=timeout)
     options = WatchOptions(

@@ -1,16 +1,20 @@
-"""Read connections to one journal, one per thread (SQLite connections are not shared)."""
+"""Read connections to one journal, one per thread (SQLite connections are not shared).
+
+Each is the state database with the journal attached read-only (:mod:`.progress_store`), so
+a query may join the journal's calls with the target's progress."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 
-from comet_journal.schema.journal import sqlite_connect
+from comet_journal.uploader.journal.progress_store import connect_progress
 
 
 class JournalConnections:
-    def __init__(self, path: str):
+    def __init__(self, path: str, state_dir: str | None = None):
         self.path = path
+        self.state_dir = state_dir
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -19,7 +23,7 @@ class JournalConnections:
         """This thread's read connection to the journal."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite_connect(self.path)
+            conn = connect_progress(self.path, self.state_dir)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from comet_journal.schema.errors import JournalError, NotAJournalError
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_matching
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
+from comet_journal.uploader.journal.progress_store import open_progress_view
 from comet_journal.uploader.journal.status import pending_report
 
 STATES = ("uploaded", "live", "pending", "stale", "failed")
@@ -85,12 +86,13 @@ def directory_status(roots: list[str], identity: str, server: str,
 
 
 def _completed(path: str, identity: str) -> bool:
-    conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        conn = open_progress_view(path)
+    except sqlite3.Error:  # unreadable now: not known to be uploaded
+        return False
     try:
         row = conn.execute("SELECT completed_ms FROM upload_targets WHERE identity=?",
                            (identity,)).fetchone()
-    except sqlite3.OperationalError:  # no upload tables yet: never uploaded
-        return False
     finally:
         conn.close()
     return bool(row and row[0])

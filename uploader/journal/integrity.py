@@ -17,8 +17,8 @@ a journal restored from a copy. The check covers the calls still to upload:
   and viz-store calls);
 * every blob a call refers to is whole: its row, its parts and its chunk rows
   (``schema.blobs.check_blob``; the bytes' hashes are checked as they are streamed);
-* the file can be written (another process holding it locked for longer than the busy
-  timeout is refused with a clear "locked" error).
+* the file can be read (another process blocking readers for longer than the busy timeout
+  is refused with a clear "locked" error).
 
 Speed: one pass of SQLite's JSON functions over the pending rows, generated from the
 catalogue, picks the rows that are not *obviously* fine (a strict filter: any doubt picks
@@ -44,6 +44,7 @@ from comet_journal.schema.catalogue import (BOOL, ENDPOINTS, EXPERIMENT, INT, ME
                               PARAM_VALUE, SCALAR, STR, CatalogueError, Endpoint, validate)
 from comet_journal.schema.errors import CorruptJournalError, JournalError, JournalLockedError
 from comet_journal.schema.journal import busy_timeout, translate_error
+from comet_journal.uploader.journal.progress_store import open_progress_view
 
 MAX_LISTED = 5  # damaged calls named in the message (the count says how many in all)
 DAMAGED_HINT = ("the journal was altered or damaged after it was written; nothing was sent "
@@ -155,43 +156,37 @@ def _problem(conn: sqlite3.Connection, endpoint: str, experiment_id, text,
     return None
 
 
-def verify_journal(path: str | os.PathLike, identity: str | None = None, *,
-                   check_writable: bool = True) -> None:
+def verify_journal(path: str | os.PathLike, identity: str | None = None,
+                   state_dir: str | None = None) -> None:
     """Raise a :class:`JournalError` naming the file (and the damaged calls by seq) when the
-    journal cannot be uploaded; never writes to it.
+    journal cannot be uploaded; never writes to it or its directory.
 
     :param identity: the upload target (:attr:`UploadConfig.identity`): only its pending
-        calls are checked. None: every call.
-    :param check_writable: also check that the file can be written within the busy timeout
-        (:func:`comet_journal.schema.journal.busy_timeout`), i.e. that no other process holds it locked.
+        calls are checked (progress from the state database in ``state_dir``). None: every
+        call.
+
+    The journal is only read: a writer holding its write lock does not stop an upload; one
+    that blocks readers past the busy timeout
+    (:func:`comet_journal.schema.journal.busy_timeout`) does, with a clear error.
     """
     path = os.fspath(path)
-    # A plain connection: no journal_mode pragma, no migration, no transaction that writes.
-    # (A read-only URI connection would leave -wal/-shm files behind; this one removes them
-    # on close, as the last connection.)
-    waited = busy_timeout()
-    conn = sqlite3.connect(path, timeout=waited, isolation_level=None, check_same_thread=False)
+    started = time.monotonic()
     try:
-        _check_rows(conn, path, identity)
-        if check_writable:
-            started = time.monotonic()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise JournalLockedError(
-                        path, f"is locked by another process (still locked after waiting "
-                              f"{time.monotonic() - started:.1f} s)",
-                        "run the upload again when that process is done, or pass "
-                        "--busy-timeout SECONDS to wait longer") from None
-                raise
+        conn = open_progress_view(path, state_dir, timeout=busy_timeout())
+        try:
+            _check_rows(conn, path, identity)
+        finally:
+            conn.close()
     except JournalError:
         raise
     except sqlite3.Error as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise JournalLockedError(
+                path, f"is locked by another process (still locked after waiting "
+                      f"{time.monotonic() - started:.1f} s)",
+                "run the upload again when that process is done, or pass "
+                "--busy-timeout SECONDS to wait longer") from None
         raise translate_error(path, exc) from None
-    finally:
-        conn.close()
 
 
 def _check_rows(conn: sqlite3.Connection, path: str, identity: str | None) -> None:

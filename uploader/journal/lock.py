@@ -2,10 +2,11 @@
 
 Why ``fcntl`` rather than a lease row in the journal: the kernel releases the lock when the
 process dies, SIGKILL included, so a crashed uploader never blocks the next run until some
-lease expires, and no clock or heartbeat is involved. One sidecar file per journal
-(``<journal>.upload.lock``) carries a one-byte lock range per target (at an offset derived from
-the target's identity), so uploads of the same journal to *different* servers may run side by
-side while a second upload to the *same* server waits or is refused.
+lease expires, and no clock or heartbeat is involved. One lock file per journal, in the
+uploader's state directory (``<state>/locks/<journal id>.lock``; never beside the journal,
+whose directory may be read-only or shared), carries a one-byte lock range per target (at an
+offset derived from the target's identity), so uploads of the same journal to *different*
+servers may run side by side while a second upload to the *same* server waits or is refused.
 
 POSIX record locks belong to the process, so a second lock taken in the same process would
 silently succeed; a process-wide registry refuses that case too.
@@ -22,13 +23,10 @@ import time
 from typing import Callable
 
 from comet_journal.uploader.errors import LockedError
+from comet_journal.uploader.journal.progress_store import lock_file_path
 
 _HELD: set[tuple[str, int]] = set()
 _HELD_LOCK = threading.Lock()
-
-
-def lock_path(journal_path: str) -> str:
-    return os.path.abspath(journal_path) + ".upload.lock"
 
 
 def _offset(identity: str) -> int:
@@ -40,12 +38,13 @@ class UploadLock:
 
     :param wait: block until the other uploader finishes (polling) instead of refusing.
     :param describe_holder: returns who holds it (for the refusal message).
+    :param state_dir: the uploader's state directory (default: ``default_state_dir()``).
     """
 
     def __init__(self, journal_path: str, identity: str, *, wait: bool = False,
                  poll_s: float = 0.2, describe_holder: Callable[[], str | None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.path = lock_path(journal_path)
+                 sleep: Callable[[float], None] = time.sleep, state_dir: str | None = None):
+        self.path = lock_file_path(journal_path, state_dir)
         self.journal_path = journal_path
         self.identity = identity
         self.offset = _offset(identity)
@@ -57,6 +56,7 @@ class UploadLock:
         self._key = (os.path.realpath(self.path), self.offset)
 
     def acquire(self) -> "UploadLock":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             while True:

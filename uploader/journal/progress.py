@@ -1,4 +1,6 @@
-"""Upload progress, kept in the journal itself (tables of migration ``0002_upload_state``).
+"""Upload progress, kept in the uploader's state database on its own host (the tables of the
+journal's old migration ``0002_upload_state``; :mod:`.progress_store` says where and how the
+journal is attached read-only). The journal and its directory are never written.
 
 Design (litestream's "position apart from data"; ``calls`` rows are never updated):
 
@@ -21,8 +23,8 @@ Design (litestream's "position apart from data"; ``calls`` rows are never update
   for ordering (its successor in an ordered stream may go) only once its ack is committed, so
   a crash never leaves two calls of one ordered stream both of unknown outcome.
 
-All access is raw ``sqlite3`` with short transactions: the recorder may be writing the same
-file, and the writer lock is held only for the few microseconds of each progress commit.
+All access is raw ``sqlite3`` with short transactions (workers read the state database while
+the dispatcher commits).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from comet_journal.schema.journal import Journal, sqlite_connect
+from comet_journal.schema.journal import Journal
+from comet_journal.uploader.journal.progress_store import connect_progress, import_legacy
 
 ACKED = "acked"
 REJECTED = "rejected"
@@ -62,15 +65,15 @@ class Progress:
     """Progress of one journal towards one target. Not thread-safe: the replay's dispatcher
     thread owns it.
 
-    :param path: the journal; it is migrated (0002) if needed, which is the only schema
-        change the uploader ever makes.
+    :param path: the journal, opened read-only (never migrated, never written).
+    :param state_dir: the uploader's state directory (default: ``default_state_dir()``).
     """
 
     def __init__(self, path: str, identity: str, server: str, workspace: str | None = None,
-                 project: str | None = None):
+                 project: str | None = None, state_dir: str | None = None):
         self.path = path
-        Journal.open(path).close()  # checks the file and applies pending migrations
-        self.conn = sqlite_connect(path)
+        Journal.open(path, readonly=True).close()  # a clear error for a foreign or newer file
+        self.conn = connect_progress(path, state_dir)
         self.identity = identity
         self.target_id = self._target(identity, server, workspace, project)
         self.acked_through, self.sent_through = self.conn.execute(
@@ -86,6 +89,7 @@ class Progress:
         if row:
             return row[0]
         with _tx(conn):
+            import_legacy(conn, identity)  # progress an older comet-journal kept inside
             conn.execute("INSERT OR IGNORE INTO upload_targets (identity, server, workspace, "
                          "project, created_ms, updated_ms) VALUES (?,?,?,?,?,?)",
                          (identity, server, workspace, project, now_ms(), now_ms()))

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 from comet_journal.schema.blobs import iter_chunks
 from comet_journal.schema.errors import JournalError
 from comet_journal.schema.journal import Journal, sqlite_connect, translate_error
+from comet_journal.uploader.journal.progress_store import open_progress_view
 from comet_journal.uploader.journal.discovery import iter_journals
 from comet_journal.uploader.journal.liveness import (DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE,
                                              last_change)
@@ -89,6 +90,21 @@ Cursor = dict
 def read_only(path: str) -> Iterator[sqlite3.Connection]:
     """A read-only connection to a journal; SQLite errors become a JournalError naming it."""
     conn = sqlite_connect(path, readonly=True, timeout=5.0)
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise translate_error(path, exc) from None
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def progress_view(path: str) -> Iterator[sqlite3.Connection]:
+    """The journal with its upload progress (the uploader's state database), read-only."""
+    try:
+        conn = open_progress_view(path, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise translate_error(path, exc) from None
     try:
         yield conn
     except sqlite3.Error as exc:
@@ -227,9 +243,7 @@ class RunIndex:
     def _count_pending(self, key: str) -> list[dict]:
         out = []
         for place in self.places_of(key):
-            with read_only(place.path) as conn:
-                if not _has_table(conn, "upload_targets"):
-                    continue
+            with progress_view(place.path) as conn:
                 for target, server, acked_through in conn.execute(
                         "SELECT id, server, acked_through FROM upload_targets").fetchall():
                     pending = conn.execute(
@@ -340,11 +354,6 @@ class RunIndex:
             if len(data) >= limit:
                 break
         return bytes(data[:limit]).decode("utf-8", "replace")
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                        (name,)).fetchone() is not None
 
 
 def _run_status(places: list[Place], host: str | None, pid: int | None,

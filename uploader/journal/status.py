@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from comet_journal.schema.catalogue import blob_fields
 from comet_journal.schema.journal import read_header
 from comet_journal.uploader.errors import redact
+from comet_journal.uploader.journal.progress_store import open_progress_view
 
 # The bytes a call uploads: the sizes of its blob references (blob fields: the catalogue's).
 _BLOB_SIZE_SQL = " + ".join(f"coalesce(json_extract(c.payload, '$.{name}.size'), 0)"
@@ -56,11 +57,15 @@ class PendingReport:
         return asdict(self)
 
 
-def pending_report(path: str, identity: str, server: str) -> PendingReport:
-    """Raises :class:`comet_journal.schema.errors.JournalError` for a missing or unreadable journal."""
+def pending_report(path: str, identity: str, server: str,
+                   state_dir: str | None = None) -> PendingReport:
+    """Raises :class:`comet_journal.schema.errors.JournalError` for a missing or unreadable journal.
+
+    Progress comes from the uploader's state database (``state_dir``, default
+    ``default_state_dir()``), the journal attached read-only."""
     path = os.fspath(path)
     read_header(path)
-    conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=30)
+    conn = open_progress_view(path, state_dir)
     try:
         return _report(conn, path, identity, server)
     finally:

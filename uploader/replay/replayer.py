@@ -62,8 +62,8 @@ class Replayer:
             config, policy, self.options.gate or ServerGate(policy, config.url), self.stop,
             self.concurrency)
         self.progress = Progress(path, config.identity, config.url, config.workspace,
-                                 config.project)
-        self.connections = JournalConnections(path)
+                                 config.project, config.state_dir)
+        self.connections = JournalConnections(path, config.state_dir)
         self.experiment_rows = {r[0]: r for r in self.connections.connect().execute(
             "SELECT id, key, workspace, project, name FROM experiments")}
         self.summary = Summary(journal=path, server=config.url)

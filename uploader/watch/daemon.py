@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Final
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
+from comet_journal.schema.journal import sqlite_connect
+from comet_journal.uploader.journal.progress_store import ProgressFiles
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
@@ -355,7 +357,7 @@ class WatchDaemon:
     def _finished(self, entry: JournalEntry) -> None:
         from comet_journal.uploader.journal.progress import Progress
         progress = Progress(entry.path, self.config.identity, self.config.url,
-                            self.config.workspace, self.config.project)
+                            self.config.workspace, self.config.project, self.config.state_dir)
         try:
             progress.mark_completed()
         finally:
@@ -367,7 +369,8 @@ class WatchDaemon:
                 _remove_journal(entry.path)
                 self.log("deleted", f"{entry.path}: deleted after upload", journal=entry.path)
             elif action.startswith("move:"):
-                target = _move_journal(entry.path, action[len("move:"):])
+                target = _move_journal(entry.path, action[len("move:"):],
+                                       self.config.state_dir)
                 self.log("moved", f"{entry.path}: moved to {target}", journal=entry.path,
                          to=target)
             else:
@@ -408,14 +411,14 @@ class WatchDaemon:
 
 
 def _side_files(path: str) -> list[str]:
-    return [p for p in (path, path + "-wal", path + "-shm", path + ".upload.lock")
+    return [p for p in (path, path + "-wal", path + "-shm")
             if os.path.exists(p)]
 
 
 def _journal_end(path: str) -> int | None:
     """The journal's last seq (None when it cannot be read now)."""
     try:
-        conn = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=5)
+        conn = sqlite_connect(path, readonly=True, timeout=5)
         try:
             return conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
         finally:
@@ -429,9 +432,11 @@ def _remove_journal(path: str) -> None:
         os.unlink(p)
 
 
-def _move_journal(path: str, directory: str) -> str:
+def _move_journal(path: str, directory: str, state_dir: str | None) -> str:
     os.makedirs(directory, exist_ok=True)
     target = os.path.join(directory, os.path.basename(path))
+    progress = ProgressFiles(path, state_dir)  # named before the move: it reads the journal
     for p in _side_files(path):
         shutil.move(p, os.path.join(directory, os.path.basename(p)))
+    progress.follow(target)  # moved whole: it still knows what it uploaded
     return target
