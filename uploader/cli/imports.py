@@ -11,6 +11,7 @@ import click
 
 from comet_journal.uploader.errors import redact
 from comet_journal.uploader.importer import ArchiveError, ImportResult, import_source
+from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_journals
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -107,9 +108,18 @@ def _print_result(r: ImportResult) -> None:
 
 def journals_for_upload(paths, state_dir: str | None) -> list[str]:
     """``comet-upload ARCHIVE.zip``: each ``*.zip`` becomes its imported journal (imported
-    now unless it already was, in the state directory); other paths pass through."""
+    now unless it already was, in the state directory); ``comet-upload DIR``: every journal
+    under it, in name order; other paths pass through."""
     out = []
     for path in paths:
+        if os.path.isdir(path):
+            found = sorted(iter_journals([str(path)]))
+            if not found:
+                click.echo(f"Error: {path}: no journal under this directory", err=True)
+                click.echo(f"Hint: journals are files matching {DEFAULT_PATTERN}", err=True)
+                sys.exit(EXIT_ERROR)
+            out.extend(found)
+            continue
         if str(path).lower().endswith(".zip"):
             try:
                 result = import_source(path, state_dir=state_dir)

@@ -23,7 +23,7 @@ from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy
 
 
 @click.command("upload", epilog=EXIT_CODES_HELP)
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("journals", nargs=-1, required=True, type=click.Path())
 @server_options
 @click.option("--ca-bundle", type=click.Path(dir_okay=False),
               help="Verify TLS with this CA bundle (verification is always on).")
@@ -68,6 +68,7 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
       COMET_API_KEY=... comet-upload --url https://comet.example.com runs/*.db
       comet-upload --json --deadline forever run.db
       comet-upload offline/<key>.zip   (an OfflineExperiment archive: imported, then uploaded)
+      comet-upload /mnt/usb/runs       (every journal under a directory)
     """
     setup_logging(verbose, quiet)
     deadline_s = parse_deadline(deadline)

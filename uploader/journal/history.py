@@ -23,13 +23,15 @@ class History:
     :param connect: the calling thread's read connection to the journal.
     :param target_id: the upload target whose rejections do not count.
     :param sent_at_start: the highest seq an earlier run may have sent.
+    :param adopted: experiments whose calls another copy's upload may have sent (any seq).
     """
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], target_id: int,
-                 sent_at_start: int):
+                 sent_at_start: int, adopted: set[int] | None = None):
         self.connect = connect
         self.target_id = target_id
         self.sent_at_start = sent_at_start
+        self.adopted = adopted if adopted is not None else set()
 
     def rows_before(self, call: Call, endpoint: str, extra_sql: str = "", args: tuple = (),
                     lookback: int | None = LOOKBACK) -> list[tuple]:
@@ -45,6 +47,8 @@ class History:
         """Later calls of ``call``'s stream (same endpoint and name) that an earlier run may
         have sent."""
         high = self.sent_at_start
+        if call.experiment_id in self.adopted:
+            high = call.seq + LOOKBACK  # every later call of the stream may be there
         if high <= call.seq:
             return []
         rows = self.connect().execute(

@@ -138,9 +138,15 @@ class Progress:
                 "create_started_ms", (self.target_id, exp.experiment_id, method,
                                       exp.create_started_ms))
 
+    def adopted(self) -> set[int]:
+        """Experiments found on the server, made by an upload of another copy."""
+        return {r[0] for r in self.conn.execute(
+            "SELECT experiment_id FROM upload_adopted WHERE target_id=?", (self.target_id,))}
+
     def experiment_created(self, exp: ExperimentTarget, server_key: str, link: str | None,
-                           method: str) -> None:
-        """Record the server's key (committed before anything else of it is sent)."""
+                           method: str, adopted: bool = False) -> None:
+        """Record the server's key (committed before anything else of it is sent); an
+        ``adopted`` experiment stays marked as such (its calls are read back first)."""
         exp.server_key, exp.link, exp.method, exp.created_ms = server_key, link, method, now_ms()
         with _tx(self.conn):
             self.conn.execute(
@@ -151,6 +157,9 @@ class Progress:
                 "created_ms=excluded.created_ms",
                 (self.target_id, exp.experiment_id, server_key, link, method,
                  exp.create_started_ms, exp.created_ms))
+            if adopted:
+                self.conn.execute("INSERT OR IGNORE INTO upload_adopted VALUES (?,?,?)",
+                                  (self.target_id, exp.experiment_id, now_ms()))
 
     # --- projects -----------------------------------------------------------------------
 

@@ -121,11 +121,18 @@ def _quote(path: str) -> str:
     return os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
 
 
+# Only in the state database: experiments adopted from another copy's upload (sneakernet).
+_ADOPTED_DDL = ("CREATE TABLE IF NOT EXISTS upload_adopted (target_id INTEGER NOT NULL, "
+                "experiment_id INTEGER NOT NULL, adopted_ms BIGINT NOT NULL, "
+                "PRIMARY KEY (target_id, experiment_id))")
+
+
 def _create_tables(conn: sqlite3.Connection) -> None:
     for table in tables.UPLOAD_TABLES:
         ddl = str(CreateTable(table, if_not_exists=True).compile(
             dialect=sqlite_dialect.dialect()))
         conn.execute(ddl)
+    conn.execute(_ADOPTED_DDL)
 
 
 def _attach_journal(conn: sqlite3.Connection, journal_path: str) -> None:

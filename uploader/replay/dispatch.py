@@ -201,8 +201,9 @@ class Dispatch:
 
     def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
         if outcome.ok and outcome.server_key:
-            self.progress.experiment_created(target, outcome.server_key, outcome.link,
-                                             outcome.method)
+            self.progress.experiment_created(
+                target, outcome.server_key, outcome.link, outcome.method,
+                adopted=call.experiment_id in self.context.adopted)
             self.context.claimed.add(outcome.server_key)
             self.scheduler.created(call.experiment_id)
         elif not outcome.ok:

@@ -136,7 +136,8 @@ class Replayer:
             started_ms=started_ms, sent_at_start=progress.sent_through,
             batch=self.options.batch,
             experiment_keys={exp: row[1] for exp, row in self.experiment_rows.items()},
-            claimed=progress.claimed_keys(), project_ids=progress.project_ids())
+            claimed=progress.claimed_keys(), project_ids=progress.project_ids(),
+            adopted=progress.adopted())
         return context, targets
 
     def _reader(self, channel: Channel) -> tuple[JournalReader, int]:

@@ -149,7 +149,9 @@ class BatchSender:
         by this request (the common case); otherwise it has a verdict per row."""
         key = target.server_key
         if group.maybe_sent or not self._use_batch(GROUP_ROUTE):
-            return self.send(group.calls(self.context.sent_at_start), target)
+            high = group.seqs[-1] if self.context.may_be_on_server(group.experiment_id) \
+                else self.context.sent_at_start
+            return self.send(group.calls(high), target)
         ep = endpoint_named(GROUP_ROUTE)
         data = ('{"experimentKey":' + json.dumps(key) + ',"values":[' + ",".join(group.items)
                 + "]}").encode()

@@ -14,8 +14,8 @@ from comet_journal.uploader.wire.requests import Overrides
 class SendContext:
     """Facts of one replay, read by the worker threads.
 
-    ``claimed`` (server keys of this journal's experiments) and ``project_ids`` grow while the
-    replay runs; single additions and lookups are atomic under the GIL.
+    ``claimed`` (server keys of this journal's experiments), ``adopted`` and ``project_ids``
+    grow while the replay runs; single additions and lookups are atomic under the GIL.
     """
 
     journal_path: str
@@ -28,7 +28,14 @@ class SendContext:
     batch: bool  # use the SDK's batch routes where the server has them
     experiment_keys: dict[int, str]  # journal experiment id -> the journal's client key
     claimed: set[str] = field(default_factory=set)
+    # Journal experiments found already on the server, made by an upload of another copy of
+    # this journal (another host, no shared state): any of their calls may be there too.
+    adopted: set[int] = field(default_factory=set)
     project_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def may_be_on_server(self, experiment_id: int | None) -> bool:
+        """Whether another copy's upload may have sent any call of this experiment."""
+        return experiment_id is not None and experiment_id in self.adopted
 
     def idempotency_key(self, seq: int | str) -> str:
         return f"{self.journal_id}-{seq}"

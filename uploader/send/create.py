@@ -2,7 +2,8 @@
 
 Where the server offers the SDK's clientlib, ``logger/add/run`` with the journal's own key:
 creating twice is impossible, so an "already exists" answer after an ambiguous attempt means
-our experiment exists. On a server with only the documented endpoints,
+our experiment exists; without one, an upload of another copy of the journal made it, and it
+is adopted (``SendContext.adopted``: its calls are read back before they are sent). On a server with only the documented endpoints,
 ``write/experiment/create`` lets the server pick the key; an interrupted create may have made
 the experiment, so it is looked for (read API) before creating again.
 """
@@ -88,10 +89,11 @@ class Creator:
             return outcome
         if outcome.status >= 400:  # "already exists"
             if not state["maybe"]:
-                return Outcome(ok=False, status=outcome.status, attempts=outcome.attempts,
-                               message=f"an experiment with key {key} already exists on the "
-                               "server and this upload did not create it (was this journal "
-                               "uploaded from a copy?)")
+                # Not made by this upload: the same client key, so an upload of another copy
+                # of this journal (another host, no shared state) made it. Adopt it; any of
+                # its calls may be there too, so each is read back before it is sent.
+                self.context.adopted.add(call.experiment_id)
+                state["maybe"] = True
             outcome.found = True
         data = outcome.answer.json() if outcome.answer is not None else {}
         data = data if isinstance(data, dict) else {}

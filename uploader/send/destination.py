@@ -94,7 +94,8 @@ class CometServer:
     def connect(self, context: SendContext) -> CometChannel:
         capabilities = probe(self.link)
         builder = RequestBuilder(context.overrides, context.connect, context.project_id)
-        history = History(context.connect, context.target_id, context.sent_at_start)
+        history = History(context.connect, context.target_id, context.sent_at_start,
+                          context.adopted)
         readback = ReadBack(self.link, history, context.overrides)
         sender = Sender(self.link, context, builder, readback, capabilities)
         return CometChannel(self.link, sender, capabilities)

@@ -37,6 +37,8 @@ class Sender:
         self.batches = BatchSender(link, context, readback, capabilities, self._send_call)
 
     def send(self, job, target: ExperimentTarget | None) -> Outcome:
+        if self.context.may_be_on_server(_experiment_of(job)):
+            _mark_maybe_sent(job)  # uploaded from another copy: read back before sending
         try:
             if isinstance(job, list):
                 return self.batches.send(job, target)
@@ -95,3 +97,12 @@ def job_label(job) -> str:
     if isinstance(job, list):
         return f"batch of {len(job)} {job[0].endpoint} calls from call {job[0].seq}"
     return job.label()
+
+
+def _experiment_of(job) -> int | None:
+    return job[0].experiment_id if isinstance(job, list) else job.experiment_id
+
+
+def _mark_maybe_sent(job) -> None:
+    for unit in job if isinstance(job, list) else [job]:
+        unit.maybe_sent = True

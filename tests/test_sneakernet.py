@@ -1,0 +1,71 @@
+"""Sneakernet: a journal partly uploaded from one host, copied, and uploaded from another host
+with no shared state. The experiment (same client key) is adopted, what is already on the
+server is found by read-back, nothing is duplicated; ``comet-upload DIR`` uploads every run
+under a directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+
+import pytest
+
+from comet_journal.emulator.compare import applied_item_list, journal_item_list
+from comet_journal.uploader.config import resolve
+from comet_journal.uploader.replay.summary import Options
+from comet_journal.uploader.upload import upload_journal
+from comet_journal.uploader.wire.retry import RetryPolicy
+from test_upload_support import FAST, KEY, make_journal, run_cli
+
+
+def _host_state(tmp_path, name):
+    """A host's own state directory (XDG_STATE_HOME: the CLI helper drops COMET_*)."""
+    home = tmp_path / f"{name}-state"
+    home.mkdir()
+    return str(home), str(home / "comet-journal")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["per-call", "batch"])
+def test_a_copy_uploaded_from_a_second_host_finishes_the_upload_exactly_once(
+        emulator_factory, tmp_path, batch):
+    emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 15}]})
+    run = tmp_path / "host-a"
+    run.mkdir()
+    path = make_journal(run / "run.db", experiments=2, points=60)
+    _home_a, state_a = _host_state(tmp_path, "a")
+    cfg = resolve(url=emu.url, api_key=KEY, environ={}, state_dir=state_a)
+    first = upload_journal(path, cfg, Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05),
+                                              concurrency=2, batch=batch, batch_size=10,
+                                              time_slice_s=0.4))
+    assert first.more_pending and first.uploaded > 0  # host A stopped part-way
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    shutil.copy(path, usb / "run.db")
+    other = make_journal(usb / "other.db", points=10)  # a run never uploaded
+    home_b, state_b = _host_state(tmp_path, "b")
+    emu.set_faults({"rules": []})
+    proc = run_cli("--url", emu.url, "--api-key", KEY, *FAST, "--json",
+                   *(["--batch"] if batch else []), str(usb), env={"XDG_STATE_HOME": home_b},
+                   timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert [os.path.basename(j["journal"]) for j in summary["journals"]] == ["other.db",
+                                                                             "run.db"]
+    copied = summary["journals"][1]
+    assert copied["found_by_readback"] > 0  # host A's calls were found, not sent again
+    want = Counter(journal_item_list(str(usb / "run.db"), state_b)) + \
+        Counter(journal_item_list(other, state_b))
+    have = Counter(applied_item_list(emu.state()))
+    assert want == have, (want - have, have - want)  # exactly once, nothing missing
+    assert len(os.listdir(os.path.join(state_b, "progress"))) >= 2  # host B's own progress
+
+
+def test_a_directory_without_journals_is_a_clear_error(emulator, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.db").write_bytes(b"not a journal")
+    proc = run_cli("--url", emulator.url, "--api-key", KEY, *FAST, str(empty))
+    assert proc.returncode == 1
+    assert "no journal under this directory" in proc.stderr and str(empty) in proc.stderr
