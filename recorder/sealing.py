@@ -1,0 +1,147 @@
+"""Writer-side sealing: the host writing a journal turns what it committed into sealed
+segments (:mod:`comet_journal.schema.segments`) every ``interval_s``, so readers on other
+hosts never open the live SQLite file.
+
+:class:`Sealer` runs one daemon thread per journal:
+
+* every tick it seals the rows committed since the last segment (nothing new: no file), and
+  bumps the heartbeat (``heartbeat`` in the segments directory: a counter, written under a
+  temporary name and renamed; readers compare it on their own clock, never across hosts'
+  clocks);
+* when more than ``max_files`` segments are sealed, the oldest half is merged into one
+  (the file count stays bounded for runs of any length);
+* :meth:`close` seals the rest, merges everything into one segment and writes ``ended``
+  (the run's end, as the recorder saw it).
+
+Sealing reads the live journal through its own read connection on the writer's host (where
+WAL is safe); it never blocks the writer for longer than a read snapshot. A failure to seal
+(a full disk, a vanished directory) is reported once on the ``comet_journal`` logger and
+retried at the next tick: the journal itself stays the durable copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+
+from comet_journal.schema.journal import sqlite_connect
+from comet_journal.schema.segments import (ENDED_FILE_NAME, HEARTBEAT_FILE_NAME,
+                                           SegmentNotReady, Watermark, chain, list_segments,
+                                           merge, read_segment, seal, segments_dir,
+                                           watermark_of)
+
+logger = logging.getLogger("comet_journal")
+
+DEFAULT_INTERVAL_S = 1.0
+DEFAULT_MAX_FILES = 32
+
+
+class Sealer:
+    """Seals ``journal_path`` into ``<journal_path>.segments/``; call :meth:`start`, then
+    :meth:`close` at the run's end (or :meth:`stop` to stop without recording an end)."""
+
+    def __init__(self, journal_path: str, interval_s: float = DEFAULT_INTERVAL_S,
+                 max_files: int = DEFAULT_MAX_FILES):
+        self.journal_path = os.fspath(journal_path)
+        self.directory = segments_dir(self.journal_path)
+        self.interval_s = interval_s
+        self.max_files = max(2, max_files)
+        os.makedirs(self.directory, exist_ok=True)
+        self.mark = _resume_mark(self.directory)
+        self.beats = _read_counter(os.path.join(self.directory, HEARTBEAT_FILE_NAME))
+        self.sealed = 0  # segments sealed by this process
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one seal at a time (tick, close, SIGTERM)
+        self._thread = threading.Thread(target=self._run, name="comet_journal.sealer",
+                                        daemon=True)
+        self._failed = False
+
+    def start(self) -> "Sealer":
+        self._thread.start()
+        return self
+
+    def seal_now(self) -> str | None:
+        """Seal what is committed now; return the new segment's path (None: nothing new)."""
+        with self._lock:
+            conn = sqlite_connect(self.journal_path, readonly=True, timeout=5.0)
+            try:
+                self.mark, path = seal(conn, self.directory, self.mark)
+            finally:
+                conn.close()
+            if path:
+                self.sealed += 1
+                self._compact(self.max_files)
+            self.beats += 1
+            _write_atomically(os.path.join(self.directory, HEARTBEAT_FILE_NAME), str(self.beats))
+            return path
+
+    def _compact(self, max_files: int) -> None:
+        segments = chain(self.directory)
+        if len(segments) > max_files:
+            merge(segments[: max(2, len(segments) // 2)])
+        for stray in set(list_segments(self.directory)) - set(chain(self.directory)):
+            if stray.last <= self.mark.seq:  # covered by a merged segment: a leftover part
+                _remove(stray.path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.seal_now()
+                self._failed = False
+            except Exception as exc:  # a background thread never raises into the run
+                if not self._failed:
+                    logger.warning("comet_journal: sealing %s failed (retrying): %s",
+                                   self.journal_path, exc)
+                self._failed = True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """The run ended: seal the rest, merge into one segment, record the end."""
+        self.stop(timeout)
+        self.seal_now()
+        with self._lock:
+            segments = chain(self.directory)
+            if len(segments) > 1:
+                merge(segments)
+            _write_atomically(os.path.join(self.directory, ENDED_FILE_NAME), str(self.mark.seq))
+
+
+def _resume_mark(directory: str) -> Watermark:
+    """Where sealing goes on after a restart: the end of the sealed chain."""
+    segments = chain(directory)
+    if not segments:
+        return Watermark()
+    try:
+        return watermark_of(read_segment(segments[-1].path)[0])
+    except SegmentNotReady:
+        return Watermark()
+
+
+def _read_counter(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
