@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from comet_journal.recorder import auto_logging, compat, registry
+from comet_journal.recorder import auto_logging, compat, registry, sealing
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.bundles import BundlesMixin
 from comet_journal.recorder.charts import ChartsMixin
@@ -177,6 +177,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             synchronous="FULL" if durability == "call" else "NORMAL",
             max_journal_bytes=max_journal_bytes)
         self._queue = self._writer.queue
+        self._sealer = sealing.acquire(path)  # segments for other hosts (when on)
         self._writer_key = writers.writer_key(self.key)
         self._id, created = self._register()
         self.created = created  # False: an experiment this journal already held, continued
@@ -249,6 +250,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         stats = registry.release(self._writer, timeout)
         if not stats["lost"]:  # its end row is durable: this writer has ended
             writers.mark_ended(self.path, self._writer_key)
+        sealing.release(getattr(self, "_sealer", None))
         if stats["lost"]:
             msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
                    f"journaled ({stats['last_error'] or 'see earlier messages'})")

@@ -145,3 +145,73 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+# --- one sealer per journal in this process, when segments are on ---------------------------
+
+SEGMENTS_ENV = "COMET_JOURNAL_SEGMENTS"  # "1": runs seal segments beside their journals
+_ACTIVE: dict[str, list] = {}  # journal path -> [sealer, experiments using it]
+_ACTIVE_LOCK = threading.Lock()
+
+
+def segments_enabled() -> bool:
+    return os.environ.get(SEGMENTS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def acquire(journal_path: str) -> Sealer | None:
+    """The journal's sealer, started (shared by the experiments of this process writing it);
+    None when segments are off. Never raises into the caller's run."""
+    if not segments_enabled():
+        return None
+    key = os.path.abspath(journal_path)
+    try:
+        with _ACTIVE_LOCK:
+            entry = _ACTIVE.get(key)
+            if entry is None:
+                entry = _ACTIVE[key] = [Sealer(key).start(), 0]
+            entry[1] += 1
+        _end_on_sigterm()
+        return entry[0]
+    except Exception as exc:  # sealing is an addition: the journal stays the durable copy
+        logger.warning("comet_journal: cannot seal segments of %s: %s", journal_path, exc)
+        return None
+
+
+def release(sealer: Sealer | None, ended: bool = True) -> None:
+    """An experiment is done with the journal; the last one seals the end (``ended``) or
+    just stops the thread."""
+    if sealer is None:
+        return
+    with _ACTIVE_LOCK:
+        entry = _ACTIVE.get(sealer.journal_path)
+        if entry is None or entry[0] is not sealer:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _ACTIVE[sealer.journal_path]
+    try:
+        if ended:
+            sealer.close()
+        else:
+            sealer.stop()
+    except Exception as exc:
+        logger.warning("comet_journal: sealing the end of %s failed: %s", sealer.journal_path,
+                       exc)
+
+
+def _end_on_sigterm() -> None:
+    """SIGTERM (what SLURM sends before SIGKILL) ends the run cleanly: it becomes SystemExit
+    in the main thread, so the experiments end (their end recorded, everything sealed) on
+    the way out. Only where nobody handles SIGTERM already, from the main thread."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def _exit(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)

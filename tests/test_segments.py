@@ -154,3 +154,35 @@ def test_a_sigkilled_writer_loses_nothing_committed_a_second_before_the_kill(tmp
     time.sleep(0.8)
     assert beat and mirror.heartbeat() == beat  # and its heartbeat stopped
     shutil.rmtree(tmp_path / "state", ignore_errors=True)
+
+
+TERMINATED = r"""
+import sys, time
+from comet_journal import Experiment
+exp = Experiment(journal=sys.argv[1], project_name="p", workspace="w")
+for step in range(50):
+    exp.log_metric("loss", 0.5, step=step)
+exp.flush()
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_sigterm_seals_everything_and_records_the_end(tmp_path):
+    path = str(tmp_path / "runs" / "run.db")
+    env = dict(os.environ, PYTHONPATH=ROOT, COMET_JOURNAL_SEGMENTS="1")
+    writer = subprocess.Popen([sys.executable, "-c", TERMINATED, path], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    assert writer.stdout.readline().strip() == "ready"
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(timeout=30) == 128 + signal.SIGTERM
+    segments = list_segments(path + ".segments")
+    assert len(segments) == 1  # the end merged the run into one segment
+    copy = Mirror(path + ".segments", str(tmp_path / "state" / "copy.db"))
+    copy.update()
+    assert copy.ended()
+    _same_content(path, copy.path)
+    ends = _rows(copy.path, "SELECT payload FROM calls WHERE endpoint="
+                            "'experiment_start_end_time' ORDER BY seq")
+    assert "endTimeMillis" in ends[-1][0]  # the run's end is recorded, and sealed
