@@ -87,3 +87,36 @@ def journal_liveness(path: str, stale_after_s: float = DEFAULT_STALE_AFTER_S,
     else:
         state = STALE
     return Liveness(state, idle, len(experiments), ended, live_pids)
+
+
+class HeartbeatClock:
+    """When each writer's heartbeat counter last changed, on this process's own clock (a
+    writer on another host is never judged by comparing its clock with ours)."""
+
+    def __init__(self):
+        self._seen: dict[str, tuple[int | None, float]] = {}
+
+    def idle_s(self, key: str, counter: int | None, now: float | None = None) -> float:
+        """Seconds since ``counter`` was last seen to change (0 the first time)."""
+        now = time.monotonic() if now is None else now
+        last = self._seen.get(key)
+        if last is None or last[0] != counter:
+            self._seen[key] = (counter, now)
+            return 0.0
+        return now - last[1]
+
+
+def sealed_liveness(copy_path: str | None, ended_sealed: bool, idle_s: float,
+                    stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Liveness:
+    """A run read through sealed segments: ended only when its writer sealed the end and the
+    private copy (``copy_path``, None: none yet) says every experiment and writer ended;
+    else live while its heartbeat moves (``idle_s``, on our clock), stale after that."""
+    if copy_path is not None and os.path.exists(copy_path):
+        copy = journal_liveness(copy_path, stale_after_s)
+        experiments, ended = copy.experiments, copy.ended_experiments
+        if ended_sealed and copy.state == ENDED:
+            return Liveness(ENDED, idle_s, experiments, ended, ())
+    else:
+        experiments = ended = 0
+    state = LIVE if idle_s < stale_after_s else STALE
+    return Liveness(state, idle_s, experiments, ended, ())

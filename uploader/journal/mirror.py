@@ -110,6 +110,11 @@ class Mirror:
             return None
 
     def ended(self) -> bool:
-        """The writer recorded the run's end (and sealed everything)."""
-        return os.path.exists(os.path.join(self.segments_directory, ENDED_FILE_NAME))
+        """The writer recorded the run's end, and this copy holds everything it sealed."""
+        try:
+            with open(os.path.join(self.segments_directory, ENDED_FILE_NAME)) as f:
+                last = int(f.read().strip())
+        except (OSError, ValueError):
+            return False
+        return self.end() >= last
 

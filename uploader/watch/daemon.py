@@ -37,6 +37,7 @@ from typing import Callable, Final
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
 from comet_journal.schema.journal import sqlite_connect
+from comet_journal.schema.segments import segments_dir
 from comet_journal.uploader.journal.progress_store import ProgressFiles
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
@@ -44,6 +45,7 @@ from comet_journal.uploader.errors import AuthError, LockedError, UploadError, r
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.watch.fs_events import JournalEvents
 from comet_journal.uploader.watch.keepalive import KeepAlive
+from comet_journal.uploader.watch.segmented import SegmentedRuns
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
 from comet_journal.uploader.replay.summary import Options, Summary
 from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
@@ -134,6 +136,7 @@ class WatchDaemon:
         self._keepalive = KeepAlive(config, self.options.replay.policy, self._stop,
                                     self._live_server_keys) if self.options.keepalive else None
         self._archives = ArchiveImports(self.options.state_dir, self.log)
+        self._sealed = SegmentedRuns(config.state_dir, self.options.stale_after_s)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -223,7 +226,7 @@ class WatchDaemon:
                 if _signature(path) != entry.signature:
                     entry.state, entry.next_try = QUEUED, 0.0
                 return
-        end = _journal_end(path)
+        end = self._end(path)
         with self._lock:
             if end is not None and end > entry.seen_end and entry.state not in (UPLOADING,
                                                                                  QUEUED):
@@ -231,9 +234,27 @@ class WatchDaemon:
             elif from_scan and entry.state == LIVE_STATE:
                 self._recheck_liveness(entry)
 
+    def _end(self, path: str) -> int | None:
+        """The run's last seq: of its private copy when it seals segments (the live file,
+        maybe written by another host, is never opened), else of the journal."""
+        if not SegmentedRuns.applies(path):
+            return _journal_end(path)
+        try:
+            return self._sealed.end(path)
+        except (OSError, sqlite3.Error, JournalError):
+            return None
+
+    def _liveness(self, path: str):
+        if SegmentedRuns.applies(path):
+            return self._sealed.liveness(path)
+        return journal_liveness(path, self.options.stale_after_s)
+
+    def _upload_path(self, path: str) -> str:
+        return self._sealed.refresh(path).path if SegmentedRuns.applies(path) else path
+
     def _recheck_liveness(self, entry: JournalEntry) -> None:
         try:
-            liveness = journal_liveness(entry.path, self.options.stale_after_s)
+            liveness = self._liveness(entry.path)
         except sqlite3.Error:
             return
         if liveness.state == STALE:
@@ -260,7 +281,7 @@ class WatchDaemon:
                 entry.state = UPLOADING
                 entry.last_started = now
                 entry.signature = _signature(entry.path)
-                end = _journal_end(entry.path)
+                end = self._end(entry.path)
                 entry.seen_end = end if end is not None else entry.seen_end
                 self._running[entry.path] = pool.submit(self._upload_one, entry)
 
@@ -288,7 +309,7 @@ class WatchDaemon:
                                      **{k: v for k, v in wanted.items() if k in have})
         try:
             try:
-                summary = self._upload(entry.path, self.config, replay)
+                summary = self._upload(self._upload_path(entry.path), self.config, replay)
             finally:
                 with self._lock:
                     self._upload_stops.discard(upload_stop)
@@ -337,12 +358,12 @@ class WatchDaemon:
             entry.next_try = time.monotonic()
             return
         try:
-            liveness = journal_liveness(entry.path, self.options.stale_after_s)
+            liveness = self._liveness(entry.path)
         except sqlite3.Error as exc:
             self._set(entry, FAILED, f"cannot read: {exc}", level="error")
             return
         entry.live = liveness.state == LIVE  # keep-alives go to live runs, queued or not
-        end = _journal_end(entry.path)
+        end = self._end(entry.path)
         if end is not None and end > entry.seen_end:
             self._set(entry, QUEUED, "grew while uploading")
         elif liveness.state == ENDED:
@@ -356,7 +377,7 @@ class WatchDaemon:
 
     def _finished(self, entry: JournalEntry) -> None:
         from comet_journal.uploader.journal.progress import Progress
-        progress = Progress(entry.path, self.config.identity, self.config.url,
+        progress = Progress(self._upload_path(entry.path), self.config.identity, self.config.url,
                             self.config.workspace, self.config.project, self.config.state_dir)
         try:
             progress.mark_completed()
@@ -411,7 +432,7 @@ class WatchDaemon:
 
 
 def _side_files(path: str) -> list[str]:
-    return [p for p in (path, path + "-wal", path + "-shm")
+    return [p for p in (path, path + "-wal", path + "-shm", segments_dir(path))
             if os.path.exists(p)]
 
 
@@ -429,7 +450,10 @@ def _journal_end(path: str) -> int | None:
 
 def _remove_journal(path: str) -> None:
     for p in _side_files(path):
-        os.unlink(p)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
 
 
 def _move_journal(path: str, directory: str, state_dir: str | None) -> str:

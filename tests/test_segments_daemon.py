@@ -1,0 +1,120 @@
+"""The real daemon, its journal directory mounted read-only in a private mount namespace,
+while real recorders write outside it with segments on: it reads sealed segments only (never
+a live journal's ``-shm``), uploads an ended run exactly once and marks it uploaded, and
+delivers a SIGKILLed run up to a second before the kill without marking it finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from comet_journal.emulator.compare import applied_item_list, journal_item_list
+from comet_journal.schema.segments import segments_dir
+from comet_journal.uploader.journal.mirror import mirror_path
+from test_state_dir import _read_only_prefix
+from test_upload_support import CLI, FAST, KEY, ROOT
+
+WRITER = r"""
+import sys, time
+from comet_journal import Experiment
+path, seconds = sys.argv[1], float(sys.argv[2])
+exp = Experiment(journal=path, project_name="p", workspace="w")
+step, started = 0, time.monotonic()
+while seconds <= 0 or time.monotonic() - started < seconds:
+    for _ in range(10):
+        exp.log_metric("loss", 1.0 / (step + 1), step=step)
+        step += 1
+    exp.flush()
+    print(step - 1, flush=True)
+    time.sleep(0.05)
+exp.end()
+print("ended", flush=True)
+"""
+
+
+def _writer(path, seconds):
+    env = dict(os.environ, PYTHONPATH=ROOT, COMET_JOURNAL_SEGMENTS="1")
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(seconds)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _opened_under(pid: int, directory: str) -> set[str]:
+    """Files under ``directory`` the process has mapped or open now."""
+    seen = set()
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            seen |= {line.split()[-1] for line in f if directory in line}
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(directory):
+                seen.add(target)
+    except OSError:
+        pass
+    return seen
+
+
+def _on_server(emu, path) -> tuple[Counter, Counter]:
+    copy = mirror_path(segments_dir(str(path)))
+    want = Counter(journal_item_list(copy)) if os.path.exists(copy) else Counter()
+    keys = {item[0] for item in want}
+    have = Counter(i for i in applied_item_list(emu.state()) if i[0] in keys)
+    return want, have
+
+
+def test_the_daemon_tails_sealed_runs_from_a_read_only_mount(emulator, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    ended, killed = runs / "ended.db", runs / "killed.db"
+    a, b = _writer(ended, 2.0), _writer(killed, 0)
+    assert a.stdout.readline() and b.stdout.readline()  # both journals exist
+    prefix = _read_only_prefix(runs)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    daemon = subprocess.Popen([*prefix, *CLI, "watch", "--url", emulator.url, "--api-key", KEY,
+                               *FAST, "--poll", "0.3", "--rescan", "0.5", "--stale-after", "4",
+                               "--json-log", str(runs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    opened: set[str] = set()
+    committed: list[tuple[float, int]] = []
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:
+            line = b.stdout.readline()
+            committed.append((time.monotonic(), int(line)))
+            opened |= _opened_under(daemon.pid, str(runs))
+        killed_at = time.monotonic()
+        b.send_signal(signal.SIGKILL)
+        b.wait()
+        assert a.wait(timeout=30) == 0
+        deadline = time.monotonic() + 40
+        due = max(step for at, step in committed if at < killed_at - 1.0)
+        while time.monotonic() < deadline:
+            opened |= _opened_under(daemon.pid, str(runs))
+            want_a, have_a = _on_server(emulator, ended)
+            want_b, have_b = _on_server(emulator, killed)
+            steps_b = {i[4] for i in have_b if i[1] == "metric"}
+            if want_a and want_a == have_a and want_b == have_b and \
+                    set(range(due + 1)) <= steps_b:
+                break
+            time.sleep(0.3)
+        time.sleep(5.0)  # long enough for the killed run to be judged stale
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=20)
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.kill()
+    assert want_a and want_a == have_a, (want_a - have_a, have_a - want_a)  # exactly once
+    assert want_b == have_b, (want_b - have_b, have_b - want_b)
+    assert set(range(due + 1)) <= steps_b  # committed a second before the kill: delivered
+    assert not any(p.endswith(("-shm", "-wal")) or p.endswith(".db") for p in opened), opened
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    states = {(e.get("journal"), e.get("state")) for e in events}
+    assert (str(ended), "uploaded") in states, err[-2000:]
+    assert (str(killed), "uploaded") not in states
+    assert (str(killed), "stale") in states, err[-2000:]
