@@ -186,3 +186,46 @@ def test_sigterm_seals_everything_and_records_the_end(tmp_path):
     ends = _rows(copy.path, "SELECT payload FROM calls WHERE endpoint="
                             "'experiment_start_end_time' ORDER BY seq")
     assert "endTimeMillis" in ends[-1][0]  # the run's end is recorded, and sealed
+
+
+RESUMED = r"""
+import sys, time
+from comet_journal import Experiment
+path, key, first, count, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+exp = Experiment(journal=path, project_name="p", workspace="w", experiment_key=key)
+for step in range(first, first + count):
+    exp.log_metric("loss", 0.5, step=step)
+exp.flush()
+print("logged", flush=True)
+if mode == "end":
+    exp.end()
+else:
+    time.sleep(60)
+"""
+
+
+def test_a_writer_resuming_after_being_judged_stale_loses_and_duplicates_nothing(tmp_path):
+    path = str(tmp_path / "run.db")
+    key = "a" * 32
+    env = dict(os.environ, PYTHONPATH=ROOT, COMET_JOURNAL_SEGMENTS="1")
+
+    def run(first, count, mode):
+        return subprocess.Popen([sys.executable, "-c", RESUMED, path, key, str(first),
+                                 str(count), mode], stdout=subprocess.PIPE, text=True, env=env)
+
+    dead = run(0, 200, "die")
+    assert dead.stdout.readline().strip() == "logged"
+    time.sleep(1.5)  # sealed at least once
+    dead.send_signal(signal.SIGKILL)
+    dead.wait()
+    mirror = Mirror(path + ".segments", str(tmp_path / "state" / "copy.db"))
+    mirror.update()
+    assert mirror.end() > 0 and not mirror.ended()  # what the dead writer sealed
+    resumed = run(200, 100, "end")  # the same run comes back and ends
+    assert resumed.wait(timeout=60) == 0
+    mirror.update()
+    assert mirror.ended()
+    _same_content(path, mirror.path)  # nothing lost, nothing twice
+    steps = [r[0] for r in _rows(mirror.path, "SELECT json_extract(payload, '$.step') FROM "
+                                              "calls WHERE endpoint='log_metric' ORDER BY seq")]
+    assert steps == list(range(300))
