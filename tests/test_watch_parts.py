@@ -70,11 +70,15 @@ def test_events_are_debounced_per_journal(tmp_path, poll_interval):
                            max_delay_s=1.0).start()
     try:
         assert events.mode == ("poll" if poll_interval else "native")
+        # Polling: no observer walks the tree; the daemon's one periodic scan notifies.
+        assert events.observing == (not poll_interval)
         path = tmp_path / "run.db"
         exp = Experiment(journal=str(path), flush_interval=0.01)
         for i in range(20):  # many commits: many raw events
             exp.log_metric("m", i)
             exp.flush()
+            if poll_interval:
+                events.notify(str(path))  # what each scan that sees it changed does
             time.sleep(0.02)
         changed = set()
         deadline = time.monotonic() + 5

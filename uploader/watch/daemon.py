@@ -37,7 +37,7 @@ from typing import Callable, Final
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
 from comet_journal.schema.journal import sqlite_connect
-from comet_journal.schema.segments import segments_dir
+from comet_journal.schema.segments import HEARTBEAT_FILE_NAME, segments_dir
 from comet_journal.uploader.journal.progress_store import ProgressFiles
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
@@ -95,11 +95,13 @@ class JournalEntry:
     live: bool = False  # its run was live at the end of the last upload
     last_started: float = 0.0  # monotonic time its last upload turn started (fairness)
     reported: str = ""  # the last state logged, so each change is logged once
+    scanned: tuple = ()  # _signature when a scan last looked (unchanged: not opened again)
 
 
 def _signature(path: str) -> tuple:
     out = []
-    for p in (path, path + "-wal"):
+    sealed = segments_dir(path)
+    for p in (path, path + "-wal", sealed, os.path.join(sealed, HEARTBEAT_FILE_NAME)):
         try:
             st = os.stat(p)
             out.append((st.st_size, st.st_mtime_ns))
@@ -166,11 +168,14 @@ class WatchDaemon:
         try:
             self._scan()
             last_scan = time.monotonic()
+            scan_every = self.options.rescan_interval_s
+            if self.events.mode == "poll":  # the one periodic scan (no polling observer)
+                scan_every = min(scan_every, self.events.poll_interval)
             while not self._stop.is_set():
-                for path in self.events.wait(timeout=0.5):
+                for path in self.events.wait(timeout=min(0.5, scan_every)):
                     if path:
                         self._changed(path)
-                if time.monotonic() - last_scan >= self.options.rescan_interval_s:
+                if time.monotonic() - last_scan >= scan_every:
                     self._scan()
                     last_scan = time.monotonic()
                 self._schedule(pool)
@@ -226,6 +231,11 @@ class WatchDaemon:
                 if _signature(path) != entry.signature:
                     entry.state, entry.next_try = QUEUED, 0.0
                 return
+            if from_scan and entry.state != LIVE_STATE:  # a scan costs a stat when unchanged
+                signature = _signature(path)
+                if signature == entry.scanned:
+                    return
+                entry.scanned = signature
         end = self._end(path)
         with self._lock:
             if end is not None and end > entry.seen_end and entry.state not in (UPLOADING,

@@ -7,7 +7,9 @@ after ``max_delay_s`` so a journal that never stops growing is still uploaded pr
 
 Mode: ``poll_interval=None`` picks native events (inotify) where they can work and polling on
 network file systems (see :func:`comet_journal.uploader.journal.discovery.needs_polling`); a number forces polling
-every that many seconds; 0 forces native events.
+every that many seconds; 0 forces native events. Polling here runs no observer of its own:
+the daemon's periodic scan, filtered by name, is the one walk of the tree (a polling observer
+plus a rescan would double the metadata load on a network filesystem).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Final
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
 
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, journal_of, needs_polling
 
@@ -64,21 +65,28 @@ class JournalEvents:
         self._first_event = 0.0
         self._last_event = 0.0
         self._cond = threading.Condition()
-        self._observer = (PollingObserver(timeout=poll_interval) if poll_interval
-                          else Observer())
-        self._observer.name = "comet-upload.fs-events"
-        handler = _Handler(self)
-        for root in self.roots:
-            self._observer.schedule(handler, root, recursive=True)
+        self._observer = None if poll_interval else Observer()
+        if self._observer is not None:
+            self._observer.name = "comet-upload.fs-events"
+            handler = _Handler(self)
+            for root in self.roots:
+                self._observer.schedule(handler, root, recursive=True)
+
+    @property
+    def observing(self) -> bool:
+        """Native events come from an observer; polling relies on the daemon's scan."""
+        return self._observer is not None
 
     def start(self) -> "JournalEvents":
-        self._observer.daemon = True
-        self._observer.start()
+        if self._observer is not None:
+            self._observer.daemon = True
+            self._observer.start()
         return self
 
     def stop(self) -> None:
-        self._observer.stop()
-        self._observer.join(5)
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(5)
         with self._cond:
             self._cond.notify_all()
 
