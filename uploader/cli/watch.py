@@ -30,6 +30,9 @@ def _after_upload(value: str) -> str:
 
 @click.command("watch")
 @state_option  # OfflineExperiment archives (*.zip) in DIRECTORY are imported there
+@click.option("--lease-dir", type=click.Path(file_okay=False), default=None,
+              help="A directory shared by several daemons watching the same runs (on "
+              "several hosts): each run is uploaded by one of them at a time.")
 @click.argument("directories", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False))
 @server_options
@@ -66,7 +69,7 @@ def _after_upload(value: str) -> str:
 def watch_command(directories, api_key, url, workspace, project_name, ca_bundle, pattern, poll,
                   parallel, concurrency, batch, time_slice, rescan, stale_after, after_upload,
                   no_keepalive, deadline, backoff_base, backoff_cap, timeout, json_log, quiet,
-                  verbose, state_dir) -> None:
+                  verbose, state_dir, lease_dir) -> None:
     """Upload every journal under DIRECTORIES as it appears and grows, until stopped.
 
     Journals present at start are uploaded, new ones are picked up, and journals still being
@@ -92,7 +95,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
     options = WatchOptions(
         pattern=pattern, poll_interval=poll, parallel=parallel, time_slice_s=time_slice,
         rescan_interval_s=rescan, stale_after_s=stale_after, keepalive=not no_keepalive,
-        after_upload=after_upload, state_dir=state_dir,
+        after_upload=after_upload, state_dir=state_dir, lease_dir=lease_dir,
         replay=Options(concurrency=concurrency, batch=batch, policy=policy))
     log = EventLog(json_mode=json_log,
                    min_level="warning" if quiet else ("debug" if verbose > 1 else "info"))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -36,15 +35,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Final
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
-from comet_journal.schema.journal import sqlite_connect
-from comet_journal.schema.segments import HEARTBEAT_FILE_NAME, segments_dir
-from comet_journal.uploader.journal.progress_store import ProgressFiles
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.watch.fs_events import JournalEvents
+from comet_journal.uploader.watch.journal_files import (journal_end, journal_signature,
+                                                       move_journal, remove_journal)
 from comet_journal.uploader.watch.keepalive import KeepAlive
+from comet_journal.uploader.watch.lease import DEFAULT_TTL_S, Leases
 from comet_journal.uploader.watch.segmented import SegmentedRuns
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
 from comet_journal.uploader.replay.summary import Options, Summary
@@ -78,6 +77,8 @@ class WatchOptions:
     keepalive: bool = True
     after_upload: str = "keep"  # keep | delete | move:DIR
     state_dir: str | None = None  # where OfflineExperiment archives found are imported
+    lease_dir: str | None = None  # shared with other daemons: one uploads a run at a time
+    lease_ttl_s: float = DEFAULT_TTL_S
     replay: Options = field(default_factory=lambda: Options(
         policy=RetryPolicy(deadline_s=None)))  # a daemon never gives up on a server
 
@@ -88,26 +89,14 @@ class JournalEntry:
     state: str = QUEUED
     detail: str = ""
     next_try: float = 0.0  # monotonic time before which it is not scheduled
-    signature: tuple = ()  # (size, mtime) of journal + WAL when last looked at
+    signature: tuple = ()  # journal_signature when last scheduled
     seen_end: int = 0  # the journal's last seq when its last upload started
     server_keys: tuple[str, ...] = ()
     uploaded_calls: int = 0
     live: bool = False  # its run was live at the end of the last upload
     last_started: float = 0.0  # monotonic time its last upload turn started (fairness)
     reported: str = ""  # the last state logged, so each change is logged once
-    scanned: tuple = ()  # _signature when a scan last looked (unchanged: not opened again)
-
-
-def _signature(path: str) -> tuple:
-    out = []
-    sealed = segments_dir(path)
-    for p in (path, path + "-wal", sealed, os.path.join(sealed, HEARTBEAT_FILE_NAME)):
-        try:
-            st = os.stat(p)
-            out.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+    scanned: tuple = ()  # journal_signature when a scan last looked (unchanged: not opened again)
 
 
 class WatchDaemon:
@@ -139,6 +128,8 @@ class WatchDaemon:
                                     self._live_server_keys) if self.options.keepalive else None
         self._archives = ArchiveImports(self.options.state_dir, self.log)
         self._sealed = SegmentedRuns(config.state_dir, self.options.stale_after_s)
+        self._leases = Leases(self.options.lease_dir, self.options.lease_ttl_s) \
+            if self.options.lease_dir else None
 
     # --- control ----------------------------------------------------------------------------
 
@@ -185,7 +176,9 @@ class WatchDaemon:
             pool.shutdown(wait=True, cancel_futures=True)
             if self._keepalive:
                 self._keepalive.join()
-            self.log("stop", "stopped; progress is kept in each journal")
+            if self._leases is not None:
+                self._leases.release_all()
+            self.log("stop", "stopped; progress is kept in the state directory")
         return 1 if self._fatal else 0
 
     # --- discovery ----------------------------------------------------------------------------
@@ -220,7 +213,8 @@ class WatchDaemon:
                         self._ignored.add(path)
                         self.log("ignored", f"{exc}; not uploaded", journal=path)
                     return
-                entry = self.entries[path] = JournalEntry(path, signature=_signature(path))
+                entry = self.entries[path] = JournalEntry(
+                    path, signature=journal_signature(path))
                 self.log("found", f"journal {path}", journal=path)
                 if broken is not None:
                     self._set(entry, FAILED, str(broken), level="error", locked=True)
@@ -228,11 +222,11 @@ class WatchDaemon:
             if entry.state in (UPLOADING, QUEUED):
                 return
             if entry.state == FAILED:  # retried only when the file itself changed
-                if _signature(path) != entry.signature:
+                if journal_signature(path) != entry.signature:
                     entry.state, entry.next_try = QUEUED, 0.0
                 return
             if from_scan and entry.state != LIVE_STATE:  # a scan costs a stat when unchanged
-                signature = _signature(path)
+                signature = journal_signature(path)
                 if signature == entry.scanned:
                     return
                 entry.scanned = signature
@@ -248,7 +242,7 @@ class WatchDaemon:
         """The run's last seq: of its private copy when it seals segments (the live file,
         maybe written by another host, is never opened), else of the journal."""
         if not SegmentedRuns.applies(path):
-            return _journal_end(path)
+            return journal_end(path)
         try:
             return self._sealed.end(path)
         except (OSError, sqlite3.Error, JournalError):
@@ -288,9 +282,16 @@ class WatchDaemon:
             for entry in ready:
                 if len(self._running) >= max(1, self.options.parallel) or self._stop.is_set():
                     break
+                if self._leases is not None and not self._leases.acquire(entry.path):
+                    if self._leases.finished(entry.path):
+                        self._set(entry, UPLOADED, "uploaded by another daemon", locked=True)
+                    else:
+                        self._set(entry, BUSY, "another daemon holds its lease",
+                                  retry_in=BUSY_RETRY_S, locked=True)
+                    continue
                 entry.state = UPLOADING
                 entry.last_started = now
-                entry.signature = _signature(entry.path)
+                entry.signature = journal_signature(entry.path)
                 end = self._end(entry.path)
                 entry.seen_end = end if end is not None else entry.seen_end
                 self._running[entry.path] = pool.submit(self._upload_one, entry)
@@ -394,13 +395,15 @@ class WatchDaemon:
         finally:
             progress.close()
         self._set(entry, UPLOADED, "run ended and everything is on the server")
+        if self._leases is not None:
+            self._leases.finish(entry.path)
         action = self.options.after_upload
         try:
             if action == "delete":
-                _remove_journal(entry.path)
+                remove_journal(entry.path)
                 self.log("deleted", f"{entry.path}: deleted after upload", journal=entry.path)
             elif action.startswith("move:"):
-                target = _move_journal(entry.path, action[len("move:"):],
+                target = move_journal(entry.path, action[len("move:"):],
                                        self.config.state_dir)
                 self.log("moved", f"{entry.path}: moved to {target}", journal=entry.path,
                          to=target)
@@ -439,38 +442,3 @@ class WatchDaemon:
     def snapshot(self) -> list[JournalEntry]:
         with self._lock:
             return [dataclasses.replace(e) for e in self.entries.values()]
-
-
-def _side_files(path: str) -> list[str]:
-    return [p for p in (path, path + "-wal", path + "-shm", segments_dir(path))
-            if os.path.exists(p)]
-
-
-def _journal_end(path: str) -> int | None:
-    """The journal's last seq (None when it cannot be read now)."""
-    try:
-        conn = sqlite_connect(path, readonly=True, timeout=5)
-        try:
-            return conn.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-
-
-def _remove_journal(path: str) -> None:
-    for p in _side_files(path):
-        if os.path.isdir(p):
-            shutil.rmtree(p)
-        else:
-            os.unlink(p)
-
-
-def _move_journal(path: str, directory: str, state_dir: str | None) -> str:
-    os.makedirs(directory, exist_ok=True)
-    target = os.path.join(directory, os.path.basename(path))
-    progress = ProgressFiles(path, state_dir)  # named before the move: it reads the journal
-    for p in _side_files(path):
-        shutil.move(p, os.path.join(directory, os.path.basename(p)))
-    progress.follow(target)  # moved whole: it still knows what it uploaded
-    return target
