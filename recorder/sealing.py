@@ -8,8 +8,10 @@ hosts never open the live SQLite file.
   bumps the heartbeat (``heartbeat`` in the segments directory: a counter, written under a
   temporary name and renamed; readers compare it on their own clock, never across hosts'
   clocks);
-* when more than ``max_files`` segments are sealed, the oldest half is merged into one
-  (the file count stays bounded for runs of any length);
+* compaction by levels: ``fanout`` consecutive segments of one level are merged into one of
+  the next level (like carries in a counter), so the file count grows with the logarithm of
+  the run's length (a day of 1 s seals: about 40 files) and each row is rewritten only a
+  few times;
 * :meth:`close` seals the rest, merges everything into one segment and writes ``ended``
   (the run's end, as the recorder saw it).
 
@@ -35,7 +37,7 @@ from comet_journal.schema.segments import (ENDED_FILE_NAME, HEARTBEAT_FILE_NAME,
 logger = logging.getLogger("comet_journal")
 
 DEFAULT_INTERVAL_S = 1.0
-DEFAULT_MAX_FILES = 32
+DEFAULT_FANOUT = 8
 
 
 class Sealer:
@@ -43,11 +45,12 @@ class Sealer:
     :meth:`close` at the run's end (or :meth:`stop` to stop without recording an end)."""
 
     def __init__(self, journal_path: str, interval_s: float = DEFAULT_INTERVAL_S,
-                 max_files: int = DEFAULT_MAX_FILES):
+                 fanout: int = DEFAULT_FANOUT):
         self.journal_path = os.fspath(journal_path)
         self.directory = segments_dir(self.journal_path)
         self.interval_s = interval_s
-        self.max_files = max(2, max_files)
+        self.fanout = max(2, fanout)
+        self.levels = _levels(self.directory)  # segment path -> compaction level
         os.makedirs(self.directory, exist_ok=True)
         self.mark = _resume_mark(self.directory)
         self.beats = _read_counter(os.path.join(self.directory, HEARTBEAT_FILE_NAME))
@@ -72,15 +75,29 @@ class Sealer:
                 conn.close()
             if path:
                 self.sealed += 1
-                self._compact(self.max_files)
+                self.levels[path] = 0
+                self._compact()
             self.beats += 1
             _write_atomically(os.path.join(self.directory, HEARTBEAT_FILE_NAME), str(self.beats))
             return path
 
-    def _compact(self, max_files: int) -> None:
-        segments = chain(self.directory)
-        if len(segments) > max_files:
-            merge(segments[: max(2, len(segments) // 2)])
+    def _compact(self) -> None:
+        while True:
+            segments = chain(self.directory)
+            if not segments:
+                break
+            level = self.levels.get(segments[-1].path, 0)
+            tail = []
+            for segment in reversed(segments):
+                if self.levels.get(segment.path, 0) != level:
+                    break
+                tail.insert(0, segment)
+            if len(tail) < self.fanout:
+                break
+            merged = merge(tail, level + 1)
+            for part in tail:
+                self.levels.pop(part.path, None)
+            self.levels[merged] = level + 1
         for stray in set(list_segments(self.directory)) - set(chain(self.directory)):
             if stray.last <= self.mark.seq:  # covered by a merged segment: a leftover part
                 _remove(stray.path)
@@ -110,6 +127,17 @@ class Sealer:
             if len(segments) > 1:
                 merge(segments)
             _write_atomically(os.path.join(self.directory, ENDED_FILE_NAME), str(self.mark.seq))
+
+
+def _levels(directory: str) -> dict[str, int]:
+    """Compaction levels of the sealed chain, from the headers (once, at start)."""
+    out = {}
+    for segment in chain(directory):
+        try:
+            out[segment.path] = int(read_segment(segment.path)[0].get("level", 0))
+        except (SegmentNotReady, ValueError):
+            out[segment.path] = 0
+    return out
 
 
 def _resume_mark(directory: str) -> Watermark:

@@ -18,7 +18,9 @@ writes a journal also *seals* what it has committed into segments, in a director
 * readers open segments with ``mode=ro&immutable=1`` (nobody writes a sealed segment again)
   and follow the chain of contiguous ranges from seq 1, stopping at a gap (:func:`chain`);
 * compaction (:func:`merge`) replaces consecutive segments by one covering their range: the
-  merged file is renamed in first, then the parts removed, so a reader sees either.
+  merged file is renamed in first, then the parts removed, so a reader sees either. Levels
+  (litestream-style): ``fanout`` segments of one level become one of the next, so a row is
+  copied about log(seals) times and a run keeps about ``(fanout - 1) * levels`` files.
 
 A segment with no calls may still carry a heartbeat: see ``recorder.sealing``.
 """
@@ -158,7 +160,8 @@ _COLUMNS = {"meta": "key, value",
             "blob_parts": "blob_sha256, idx, chunk_id"}
 
 
-def write_segment(path: str, rows: dict, first: int, last: int, mark: Watermark) -> None:
+def write_segment(path: str, rows: dict, first: int, last: int, mark: Watermark,
+                  level: int = 0) -> None:
     """Write one segment: temporary name, fsync, rename into place, fsync the directory."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
@@ -177,7 +180,8 @@ def write_segment(path: str, rows: dict, first: int, last: int, mark: Watermark)
         header = {"format": SEGMENT_FORMAT, "journal_id": dict(rows["meta"]).get("journal_id", ""),
                   "first_seq": first, "last_seq": last, "rows": len(rows["calls"]),
                   "checksum": _digest(rows), "chunk_id": mark.chunk_id,
-                  "blob_rowid": mark.blob_rowid, "part_rowid": mark.part_rowid}
+                  "blob_rowid": mark.blob_rowid, "part_rowid": mark.part_rowid,
+                  "level": level}
         conn.executemany("INSERT INTO segment VALUES (?, ?)",
                          [(k, str(v)) for k, v in header.items()])
         conn.execute("COMMIT")
@@ -286,9 +290,10 @@ def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict[str, str], dict]]:
 
 # --- compaction -------------------------------------------------------------------------------
 
-def merge(parts: list[SegmentInfo]) -> str:
-    """Replace consecutive segments by one covering their range (renamed in before the
-    parts are removed: a reader sees the parts or the whole). Returns the merged path."""
+def merge(parts: list[SegmentInfo], level: int = 1) -> str:
+    """Replace consecutive segments by one covering their range, of compaction ``level``
+    (renamed in before the parts are removed: a reader sees the parts or the whole).
+    Returns the merged path."""
     if len(parts) < 2:
         raise ValueError("merge needs at least two consecutive segments")
     merged: dict = {name: [] for name in _COLUMNS}
@@ -299,7 +304,7 @@ def merge(parts: list[SegmentInfo]) -> str:
     path = os.path.join(os.path.dirname(parts[0].path),
                         segment_name(parts[0].first, parts[-1].last))
     write_segment(path, merged, parts[0].first, parts[-1].last,
-                  watermark_of(_header_last(parts)))
+                  watermark_of(_header_last(parts)), level)
     for part in parts:
         if part.path != path:
             try:

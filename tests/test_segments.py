@@ -92,11 +92,11 @@ def test_a_torn_or_missing_segment_is_waited_on_never_read_or_skipped(tmp_path):
 def test_compaction_bounds_the_file_count_and_the_end_leaves_one_segment(tmp_path):
     path = str(tmp_path / "run.db")
     make_journal(path, points=2)
-    sealer = Sealer(path, max_files=4)
+    sealer = Sealer(path, fanout=4)
     for _ in range(24):
         make_journal(path, points=2)
         sealer.seal_now()
-        assert len(list_segments(sealer.directory)) <= 5
+        assert len(list_segments(sealer.directory)) <= 3 * 3  # (fanout - 1) x levels
     reader = Mirror(sealer.directory, str(tmp_path / "state" / "mid.db"))
     reader.update()
     _same_content(path, reader.path)  # every seq, in a handful of files
