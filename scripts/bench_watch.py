@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50.0, help="points per second per journal")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--segments", action="store_true", help="cross-host mode: writers seal "
+                    "segments (1 s), the daemon polls every second and reads only segments")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "watch.json"))
     args = ap.parse_args()
     if args.quick:
@@ -69,14 +71,17 @@ def main() -> None:
     watched = os.path.join(tmp, "runs")
     os.makedirs(watched)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0",
+               XDG_STATE_HOME=os.path.join(tmp, "state"))
+    writer_env = dict(env, COMET_JOURNAL_SEGMENTS="1") if args.segments else env
     with Emulator(db_path=os.path.join(tmp, "server.db"), api_key=KEY) as emu:
         daemon = subprocess.Popen([sys.executable, "-m", "comet_journal.uploader.cli", "watch", "--url",
-                                   emu.url, "--api-key", KEY, "-q", watched], env=env)
+                                   emu.url, "--api-key", KEY, "-q", watched,
+                                   *(["--poll", "1"] if args.segments else [])], env=env)
         time.sleep(1.0)
         paths = [os.path.join(watched, f"run{i}.db") for i in range(args.journals)]
         writers = [subprocess.Popen([sys.executable, "-c", WRITER, p, str(args.rate),
-                                     str(args.seconds)], env=env) for p in paths]
+                                     str(args.seconds)], env=writer_env) for p in paths]
         for w in writers:
             w.wait()
         expected = {}
@@ -108,7 +113,8 @@ def main() -> None:
         print(f"  experiment {key[:8]}: median {statistics.median(values):.2f} s, "
               f"max {values[-1]:.2f} s, first points lag {values[0]:.2f} s")
     missing = len(expected) - len(lags)
-    result = {"journals": args.journals, "points": len(expected), "missing": missing,
+    result = {"journals": args.journals, "segments": args.segments,
+              "points": len(expected), "missing": missing,
               "median_s": statistics.median(lags) if lags else None,
               "p99_s": lags[int(len(lags) * 0.99)] if lags else None,
               "max_s": lags[-1] if lags else None}
