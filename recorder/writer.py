@@ -10,7 +10,13 @@ is queued to compact JSON and inserts it with one ``executemany`` per transactio
   unless the writer is failing, in which case calls are counted as lost instead of hanging
   the training loop;
 * every failure (disk full, journal deleted, locked database) is reported once on stderr
-  and through ``logging``, counted, and summarised by ``close()``.
+  and through ``logging``, counted, and summarised by ``close()``;
+* one bad call never poisons a batch: when a batch fails on a value (not on the disk), it is
+  written again row by row; a string with a lone surrogate (a file name from ``os.listdir``
+  under ``LC_ALL=C``) is stored with the surrogate escaped as the text ``\\udce9``, any
+  other failing row is reported and counted, and the rest is written;
+* ``flush()`` without a timeout (what ``durability="call"`` uses) waits for the write, but
+  at most ``FAILING_FLUSH_WAIT_S`` once the writer is failing: the loop goes on.
 
 Fork safety: a child process never uses the parent's SQLite connection or thread. An
 ``os.register_at_fork`` hook gives every writer in the child an empty queue, fresh locks and a
@@ -25,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -44,6 +51,19 @@ DEFAULT_FLUSH_INTERVAL_S: Final = 0.2
 DEFAULT_MAX_QUEUE: Final = 50_000
 BIG_BATCH: Final = 5_000  # drain again at once, without waiting, when this much is queued
 RETRY_PAUSE_S: Final = 0.5
+FAILING_FLUSH_WAIT_S: Final = 1.0  # the most an untimed flush waits on a failing writer
+
+# Errors caused by one row's values rather than by the journal or the disk.
+ROW_ERRORS: Final = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
+                     sqlite3.IntegrityError, sqlite3.DataError)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """JSON text with each lone surrogate written as the visible text ``\\udce9``: valid
+    UTF-8, and the value reads back as ``caf\\udce9.txt`` instead of failing to store."""
+    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
+
 
 # The one INSERT, compiled from the table definition (no second copy of the schema).
 INSERT_CALL: Final = str(
@@ -221,13 +241,29 @@ class JournalWriter:
             conn.close()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Make everything queued so far durable; True if it was written in time."""
+        """Make everything queued so far durable; True if it was written in time.
+
+        ``timeout=None`` waits for the write, but not while the writer is failing: then it
+        returns False at once, or within ``FAILING_FLUSH_WAIT_S`` when the failure starts
+        during the wait (a full disk must not stop a ``durability="call"`` loop).
+        """
         if self._closed or not self._thread.is_alive():
             return not self.queue
         marker = Flush()
         self.queue.append(marker)
         self._wake.set()
-        if not marker.done.wait(timeout):
+        if timeout is None:
+            if not self._healthy:
+                return False
+            failing_since = None
+            while not marker.done.wait(0.05):
+                if self._healthy:
+                    failing_since = None
+                elif failing_since is None:
+                    failing_since = time.monotonic()
+                elif time.monotonic() - failing_since > FAILING_FLUSH_WAIT_S:
+                    return False
+        elif not marker.done.wait(timeout):
             return False
         return marker.ok
 
@@ -287,53 +323,87 @@ class JournalWriter:
 
     def _write_with_retries(self, batch: list) -> bool:
         """Write a batch; on failure keep retrying while the process lives and we are open."""
-        rows = None
+        rows = self._encode(batch)
         while True:
             try:
-                if rows is None:
-                    rows = self._encode(batch)
-                self._insert(rows)
+                written = self._insert(rows)
             except Exception as exc:  # never let the thread die: report, count, retry
                 self._healthy = False
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                permanent = isinstance(exc, _JournalGone) or rows is None
+                permanent = isinstance(exc, _JournalGone)
                 self._report(type(exc).__name__, f"cannot write to the journal: {exc}"
                              + ("" if permanent else "; retrying"))
                 if permanent or self._closing:
-                    self.stats.lost += len(batch)
+                    self.stats.lost += len(rows)
                     return False
                 time.sleep(RETRY_PAUSE_S)
                 continue
-            self.stats.journaled += len(rows)
+            self.stats.journaled += written
             if not self._healthy:
                 self._healthy = True
                 logger.warning("comet-journal: writing to %s works again", self.path)
                 self._reported.clear()
-            return True
+            return len(rows) == len(batch) and written == len(rows)
 
-    @staticmethod
-    def _encode(batch: list) -> list[tuple]:
+    def _encode(self, batch: list) -> list[tuple]:
         encoders = ENCODERS
         rows = []
         append = rows.append
         for endpoint, exp_id, t, payload in batch:
-            text = (encoders[endpoint](payload) if payload.__class__ is tuple
-                    else encode_payload(payload))
-            append((endpoint, exp_id, int(t * 1000), text))
+            try:
+                text = (encoders[endpoint](payload) if payload.__class__ is tuple
+                        else encode_payload(payload))
+                append((endpoint, exp_id, int(t * 1000), text))
+            except Exception as exc:  # one bad call, not the batch
+                self._lose_row(endpoint, exc)
         return rows
 
-    def _insert(self, rows: list[tuple]) -> None:
+    def _insert(self, rows: list[tuple]) -> int:
+        """Insert rows in one transaction; the number written. A row whose values fail is
+        isolated: the batch is written again row by row."""
         with self._conn_lock:
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(INSERT_CALL, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                return self._commit(conn, rows, conn.executemany)
+            except ROW_ERRORS:
+                return self._commit(conn, rows, self._insert_each)
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, rows: list[tuple], insert: Callable) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            written = insert(INSERT_CALL, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return len(rows) if written.__class__ is sqlite3.Cursor else written
+
+    def _insert_each(self, sql: str, rows: list[tuple]) -> int:
+        execute = self._conn.execute
+        written = 0
+        for row in rows:
+            try:
+                try:
+                    execute(sql, row)
+                except UnicodeEncodeError:
+                    execute(sql, row[:3] + (escape_surrogates(row[3]),))
+                    self._report("surrogate", f"a {row[0]} value has a lone surrogate (a file "
+                                 "name decoded under LC_ALL=C?); stored with it escaped")
+                written += 1
+            except ROW_ERRORS as exc:
+                self._lose_row(row[0], exc)
+        return written
+
+    def _lose_row(self, endpoint: str, exc: Exception) -> None:
+        self.stats.lost += 1
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self._report(f"bad-row-{type(exc).__name__}", f"one {endpoint} call could not be "
+                     f"journaled and was dropped ({type(exc).__name__}: {exc}); the others "
+                     "are written")
 
     def _connection(self) -> sqlite3.Connection:
         self._check_file()
