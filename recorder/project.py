@@ -4,6 +4,9 @@ These belong to a project, not an experiment. Comet identifies a project for not
 viz stores by a ``projectId`` that only the server knows; when it is not given, the journal
 keeps a reference (workspace + project name) that the uploader resolves.
 
+Used without ``with`` (``Project(...).set_notes("hello")``), it is closed at interpreter
+exit like an ``Experiment``: its calls are written, with a warning that it was not closed.
+
 Example::
 
     from comet_journal.recorder import Project
@@ -14,7 +17,10 @@ Example::
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import time
 from typing import Any
 
@@ -22,7 +28,32 @@ from comet_journal.recorder import registry
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.experiment import _journal_path
 from comet_journal.schema.catalogue import ENDPOINTS, project_ref, validate
-from comet_journal.recorder.writer import encode_payload
+from comet_journal.recorder.reporting import report_problem
+from comet_journal.recorder.writer import JournalWriter, encode_payload
+
+
+class _CloseAtExit:
+    """What interpreter exit needs to close a project nobody closed: its writer (held here,
+    since the ``Project`` itself may be long gone: ``Project(...).set_notes("x")``)."""
+
+    def __init__(self, writer: JournalWriter, project_name: str):
+        self.writer = writer
+        self.project_name = project_name
+        self.pid = os.getpid()
+        self.closed = False
+
+    def __call__(self) -> None:
+        if self.closed:
+            return
+        pending = sum(1 for item in self.writer.queue if item.__class__ is tuple)
+        if os.getpid() != self.pid:  # a forked child: write its calls, the parent closes
+            self.writer.flush(10)
+            return
+        self.closed = True
+        if pending:
+            report_problem(f"Project {self.project_name!r} was not closed (use `with Project"
+                           f"(...)` or close()); writing its {pending} pending calls at exit")
+        registry.release(self.writer)
 
 
 class Project:
@@ -39,6 +70,8 @@ class Project:
                                   f"project-{self.project_name}")
         self._writer = registry.acquire(self.path)
         self._closed = False
+        self._at_exit = _CloseAtExit(self._writer, self.project_name)
+        atexit.register(self._at_exit)
 
     def _id(self):
         return self.project_id or project_ref(self.workspace, self.project_name)
@@ -110,6 +143,9 @@ class Project:
         if self._closed:
             return self._writer.stats.as_dict()
         self._closed = True
+        self._at_exit.closed = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._at_exit)
         return registry.release(self._writer)
 
     def __enter__(self) -> "Project":
