@@ -22,7 +22,8 @@ Fork safety: a child process never uses the parent's SQLite connection or thread
 ``os.register_at_fork`` hook gives every writer in the child an empty queue, fresh locks and a
 fresh thread; the inherited connection is parked, never used or closed (closing it could
 checkpoint or delete the parent's WAL). SQLite's own advice: do not carry a connection across
-``fork()``.
+``fork()``. A forked child writes what it queued before it leaves, also through
+``multiprocessing``'s ``os._exit`` and a ``SIGTERM`` (see :mod:`.child_exit`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Final
 
+from comet_journal.recorder import child_exit
 from comet_journal.recorder.reporting import report_problem
 from comet_journal.schema import blobs as blob_store
 from comet_journal.schema import tables
@@ -444,6 +446,21 @@ class _JournalGone(RuntimeError):
 def _after_fork_in_child() -> None:
     for writer in list(_WRITERS):
         writer._after_fork_in_child()
+    child_exit.arm(close_writers_before_exit)
+
+
+def close_writers_before_exit(reason: str,
+                              timeout: float = child_exit.EXIT_FLUSH_TIMEOUT_S) -> None:
+    """Write what this (forked) process queued, before it leaves; report what could not be."""
+    pid = os.getpid()
+    for writer in list(_WRITERS):
+        if writer._pid != pid or writer._closed:
+            continue
+        stats = writer.close(timeout)
+        if stats["lost"]:
+            report_problem(f"forked process {pid} is leaving ({reason}) with {stats['lost']} "
+                           f"calls not journaled into {writer.path} "
+                           f"({stats['last_error'] or 'the writer did not finish in time'})")
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
