@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 
 from comet_journal.schema import migrations, tables
+from comet_journal.schema.wal import pages_in_wal
 from comet_journal.schema.errors import (CorruptJournalError, JournalError, JournalLockedError,
                            JournalNotFoundError, NewerFormatError, NotAJournalError,
                            TruncatedJournalError)
@@ -89,11 +90,13 @@ def read_header(path: str | os.PathLike) -> Header:
                                      f"(application_id {application_id:#x})")
     if page_size < 512 or page_size & (page_size - 1):
         raise CorruptJournalError(path, f"has an invalid page size {page_size}")
-    if header.page_count_valid and size < page_count * page_size:
+    if (header.page_count_valid and size < page_count * page_size
+            and not _missing_pages_in_wal(path, size, page_count, page_size)):
         raise TruncatedJournalError(
             path, f"is {size} bytes but its header says {page_count * page_size}: truncated",
             "copy the journal again")
-    if size % page_size:
+    if size % page_size and not _missing_pages_in_wal(path, size, size // page_size + 1,
+                                                       page_size):
         raise TruncatedJournalError(path, f"is {size} bytes, not a whole number of "
                                           f"{page_size}-byte pages: truncated",
                                     "copy the journal again")
@@ -102,6 +105,13 @@ def read_header(path: str | os.PathLike) -> Header:
                                      f"reads formats up to {migrations.format_version()}",
                                UPGRADE_HINT)
     return header
+
+
+def _missing_pages_in_wal(path: str, size: int, page_count: int, page_size: int) -> bool:
+    """True when every page past the main file's whole pages is in the WAL: a checkpoint
+    that ran out of disk space, not a truncated copy."""
+    pages, _db_pages = pages_in_wal(path, page_size)
+    return all(n in pages for n in range(size // page_size + 1, page_count + 1))
 
 
 def is_journal(path: str | os.PathLike) -> bool:
