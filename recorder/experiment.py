@@ -27,7 +27,8 @@ from typing import Any, Iterator
 
 from comet_journal.recorder import auto_logging, registry
 from comet_journal.recorder import validation as check
-from comet_journal.recorder.environment import SecretFilter, caller_file
+from comet_journal.recorder.environment import caller_file
+from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
 from comet_journal.recorder.files import FilesMixin
 from comet_journal.recorder.samples import SamplesMixin
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
@@ -78,6 +79,8 @@ class Experiment(SamplesMixin, FilesMixin):
     :param experiment_key: continue an experiment of this journal (another rank or process)
         or choose the key of a new one (32-50 letters and digits); default: a fresh key.
     :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.
+        This key, ``$COMET_API_KEY`` and the config file's are masked (``***``) wherever
+        they appear in journaled text.
     :param flush_interval: seconds; a call is on disk within about this long (default 0.2).
     :param durability: ``"window"`` (default) or ``"call"``: every call is durable on return.
     :param max_queue: calls held in memory before the caller is slowed down.
@@ -122,8 +125,8 @@ class Experiment(SamplesMixin, FilesMixin):
                  system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
                  restart_in_child: Any = True,
                  **sdk_options: Any):
-        # Only fingerprints are kept, to mask the key in the recorded code and git patch.
-        secrets = SecretFilter((api_key, os.environ.get("COMET_API_KEY")))
+        # Only fingerprints are kept, to mask the key in everything journaled as text.
+        self._secrets = secrets = SecretFilter(configured_api_keys(api_key))
         del api_key  # never kept: not in the journal, not in memory, not in logs
         unknown = set(sdk_options) - _IGNORED_SDK_OPTIONS
         if unknown:
@@ -269,7 +272,7 @@ class Experiment(SamplesMixin, FilesMixin):
 
     def _record(self, endpoint: str, payload: dict, experiment: bool = True) -> None:
         """Check a payload against the catalogue, then journal it."""
-        payload = {k: v for k, v in payload.items() if v is not None}
+        payload = self._secrets.mask_value({k: v for k, v in payload.items() if v is not None})
         validate(ENDPOINTS[endpoint], payload, journal_form=True)
         encode_payload(payload)  # refuse what cannot be journaled now, not in the background
         self._enqueue(endpoint, payload, experiment)

@@ -27,6 +27,11 @@ class FilesMixin:
     def _store_bytes(self, data: bytes) -> dict:
         return self._store_stream(io.BytesIO(data))
 
+    def _store_text(self, data: bytes) -> dict:
+        """Like :meth:`_store_bytes`, for text: the API key is masked first."""
+        secrets = getattr(self, "_secrets", None)
+        return self._store_bytes(secrets.mask(data) if secrets else data)
+
     def log_asset(self, file_data: Any, file_name: str | None = None, overwrite: bool = False,
                   copy_to_tmp: bool = True, step: Any = None, metadata: dict | None = None,
                   context: str | None = None, asset_type: str | None = None) -> dict:
@@ -104,7 +109,7 @@ class FilesMixin:
         check.optional_str(method, "context", context)
         metadata = _check_metadata(method, metadata)
         self._record("upload_text_sample", {
-            "content": self._store_bytes(text.encode()), "step": step, "context": context,
+            "content": self._store_text(text.encode()), "step": step, "context": context,
             "metadata": json.dumps(metadata, sort_keys=True) if metadata else None})
 
     def set_code(self, code: Any = None, overwrite: bool = False,
@@ -127,7 +132,7 @@ class FilesMixin:
             except UnicodeDecodeError:
                 raise check.value_error(method, "filename", "must be a UTF-8 text file",
                                         filename) from None
-        self._record("set_code", {"code": self._store_bytes(data)})
+        self._record("set_code", {"code": self._store_text(data)})
 
     def set_model_graph(self, graph: Any, overwrite: bool = False) -> None:
         """Journal the model's graph (any object: its ``str()`` is kept, as the SDK does)."""
