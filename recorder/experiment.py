@@ -30,6 +30,7 @@ from comet_journal.recorder import validation as check
 from comet_journal.recorder.environment import caller_file
 from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
 from comet_journal.recorder.files import FilesMixin
+from comet_journal.recorder.pickling import NotPicklable
 from comet_journal.recorder.samples import SamplesMixin
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
 from comet_journal.schema.catalogue import ENDPOINTS, validate
@@ -68,7 +69,7 @@ class _EndedQueue:
         return 0
 
 
-class Experiment(SamplesMixin, FilesMixin):
+class Experiment(SamplesMixin, FilesMixin, NotPicklable):
     """An experiment recorded into a journal file.
 
     :param journal: the journal file (created if missing); a directory means

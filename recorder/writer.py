@@ -28,23 +28,21 @@ checkpoint or delete the parent's WAL). SQLite's own advice: do not carry a conn
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 import sqlite3
 import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Final
+from typing import Callable, Final
 
 from comet_journal.recorder import child_exit
 from comet_journal.recorder.reporting import report_problem
 from comet_journal.schema import blobs as blob_store
 from comet_journal.schema import tables
-from comet_journal.schema.journal import Journal, sqlite_connect
+from comet_journal.recorder.encoding import ENCODERS, encode_payload, escape_surrogates
+from comet_journal.schema.journal import create_for_recording, sqlite_connect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 logger = logging.getLogger(__name__)
@@ -58,76 +56,11 @@ FAILING_FLUSH_WAIT_S: Final = 1.0  # the most an untimed flush waits on a failin
 # Errors caused by one row's values rather than by the journal or the disk.
 ROW_ERRORS: Final = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
                      sqlite3.IntegrityError, sqlite3.DataError)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def escape_surrogates(text: str) -> str:
-    """JSON text with each lone surrogate written as the visible text ``\\udce9``: valid
-    UTF-8, and the value reads back as ``caf\\udce9.txt`` instead of failing to store."""
-    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
-
-
 # The one INSERT, compiled from the table definition (no second copy of the schema).
 INSERT_CALL: Final = str(
     tables.calls.insert().values(endpoint=None, experiment_id=None, ts_ms=None, payload=None)
     .compile(dialect=sqlite_dialect.dialect())).replace(":endpoint", "?") \
     .replace(":experiment_id", "?").replace(":ts_ms", "?").replace(":payload", "?")
-
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_SPECIAL = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
-
-def _fix_special_floats(value: Any) -> Any:
-    """NaN and +/-inf as the official SDK sends them: "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        return _SPECIAL.get(value, value)
-    if isinstance(value, dict):
-        return {k: _fix_special_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_fix_special_floats(v) for v in value]
-    return value
-
-
-def encode_payload(payload: dict) -> str:
-    try:
-        return _encode(payload)
-    except ValueError:  # NaN or infinity somewhere: rare, so the check is not on the hot path
-        return _encode(_fix_special_floats(payload))
-
-
-_NAME_JSON: dict[str, str] = {}  # metric name -> its JSON string literal (names repeat a lot)
-_INF = (math.inf, -math.inf)
-
-
-def _encode_metric(data: tuple) -> str:
-    """A metric point as compact JSON; the common shape is formatted directly (3x faster
-    than json.dumps, and this runs in the writer thread while holding the GIL)."""
-    name, value, step, epoch, context = data
-    if epoch is None and context is None and value.__class__ in (int, float) \
-            and value == value and value not in _INF:
-        name_json = _NAME_JSON.get(name)
-        if name_json is None:
-            name_json = _NAME_JSON[name] = _encode(name) if len(_NAME_JSON) < 100_000 else None
-            if name_json is None:
-                name_json = _encode(name)
-        if step is None:
-            return f'{{"metricName":{name_json},"metricValue":{value!r}}}'
-        return f'{{"metricName":{name_json},"metricValue":{value!r},"step":{step}}}'
-    payload = {"metricName": name, "metricValue": value}
-    if step is not None:
-        payload["step"] = step
-    if epoch is not None:
-        payload["epoch"] = epoch
-    if context is not None:
-        payload["context"] = context
-    return encode_payload(payload)
-
-
-# Endpoints whose queued payload is a tuple (hot paths) rather than a ready dict.
-ENCODERS: Final[dict[str, Callable[[Any], str]]] = {"log_metric": _encode_metric}
-
 
 class Flush:
     """A marker in the queue: set once everything queued before it is committed."""
@@ -164,7 +97,7 @@ class JournalWriter:
                  max_queue: int = DEFAULT_MAX_QUEUE, synchronous: str = "NORMAL",
                  max_journal_bytes: int | None = None):
         self.path = os.path.abspath(path)
-        Journal.open(self.path, create=True).close()  # create and migrate, then raw access
+        create_for_recording(self.path)  # create and migrate, then raw access
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.synchronous = synchronous

@@ -19,6 +19,7 @@ import os
 import socket
 import sqlite3
 import struct
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -249,6 +250,33 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def create_for_recording(path: str) -> None:
+    """Create (or open) and migrate the journal a recorder writes; when that fails on the
+    file system, say which directory and why, instead of SQLite's "unable to open"."""
+    try:
+        Journal.open(path, create=True).close()
+    except JournalError:
+        raise  # already names the file and the problem
+    except (OSError, sqlite3.Error) as exc:
+        directory = os.path.dirname(path)
+        raise JournalError(directory, f"cannot create or write the journal "
+                           f"{os.path.basename(path)!r} in this directory: "
+                           f"{_write_problem(directory) or exc}",
+                           "choose a writable directory with journal=... or $COMET_JOURNAL"
+                           ) from None
+
+
+def _write_problem(directory: str) -> str | None:
+    """Why files cannot be created in ``directory`` (the OS's words), or None."""
+    if not os.path.isdir(directory):
+        return "no such directory"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def _engine(path: str, readonly: bool) -> Engine:
