@@ -22,6 +22,14 @@ def escape_surrogates(text: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
 
 
+def storable_text(text: str | None) -> str | None:
+    """``text`` as SQLite can store it: a lone surrogate becomes the visible ``\\udce9``,
+    as :func:`escape_surrogates` writes it into JSON."""
+    if text is None or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _SPECIAL = {math.inf: "Infinity", -math.inf: "-Infinity"}
 

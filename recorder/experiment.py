@@ -32,6 +32,7 @@ from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
 from comet_journal.recorder.files import FilesMixin
 from comet_journal.recorder.pickling import NotPicklable
 from comet_journal.recorder.samples import SamplesMixin
+from comet_journal.recorder.encoding import storable_text
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
 from comet_journal.schema.catalogue import ENDPOINTS, validate
 
@@ -200,9 +201,10 @@ class Experiment(SamplesMixin, FilesMixin, NotPicklable):
             if row is not None:
                 conn.execute("COMMIT")
                 return row[0], False
+            names = [storable_text(v) for v in (workspace, project, name)]  # lone surrogates
             cur = conn.execute(
                 "INSERT INTO experiments (key, workspace, project, name, created_ms, host, pid) "
-                "VALUES (?,?,?,?,?,?,?)", (self.key, workspace, project, name,
+                "VALUES (?,?,?,?,?,?,?)", (self.key, *names,
                                            int(_time() * 1000), socket.gethostname(), os.getpid()))
             conn.execute("COMMIT")
             return cur.lastrowid, True

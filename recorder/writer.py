@@ -325,8 +325,9 @@ class JournalWriter:
                     execute(sql, row)
                 except UnicodeEncodeError:
                     execute(sql, row[:3] + (escape_surrogates(row[3]),))
-                    self._report("surrogate", f"a {row[0]} value has a lone surrogate (a file "
-                                 "name decoded under LC_ALL=C?); stored with it escaped")
+                    self._report("surrogate", f"one {row[0]} call has a lone surrogate in a "
+                                 "string (a file name decoded under LC_ALL=C?); stored with "
+                                 "the surrogate escaped as text, e.g. \\udce9")
                 written += 1
             except ROW_ERRORS as exc:
                 self._lose_row(row[0], exc)

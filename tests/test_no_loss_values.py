@@ -4,6 +4,7 @@ blocks a ``durability="call"`` loop for long. Real processes, real journals."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ journal, data_dir, durability = sys.argv[1:4]
 name = [n for n in os.listdir(data_dir) if n.startswith("caf")][0]  # "caf\\udce9.txt"
 assert "\\udce9" in name, ascii(name)
 exp = Experiment(journal=journal, durability=durability, flush_interval=0.05,
+                 experiment_name="run on " + name, project_name="proj",
                  auto_output_logging=None, log_env_details=False, log_git_metadata=False,
                  log_git_patch=False, log_code=False)
 exp.log_parameter("data_file", name)
@@ -53,9 +55,14 @@ def test_lone_surrogate_is_stored_escaped_and_loses_nothing(tmp_path):
     [param] = rows(journal, "log_parameter")
     assert param["payload"]["parameterValue"] == "caf\\udce9.txt"  # visible, valid UTF-8
     assert rows(journal, "log_other")[0]["payload"]["value"] == "caf\\udce9.txt"
+    [create] = rows(journal, "experiment_create")
+    assert create["payload"]["experimentName"] == "run on caf\\udce9.txt"
+    conn = sqlite3.connect(journal)
+    assert conn.execute("SELECT name FROM experiments").fetchone()[0] == "run on caf\\udce9.txt"
+    conn.close()
     assert "'lost': 0" in proc.stdout
-    assert "a log_parameter value has a lone surrogate" in proc.stderr
-    assert "log_other value" not in proc.stderr  # reported once, not per call
+    assert "one experiment_create call has a lone surrogate" in proc.stderr
+    assert "log_other" not in proc.stderr  # reported once, not per call
 
 
 def test_lone_surrogate_does_not_hang_durable_calls(tmp_path):
