@@ -225,6 +225,7 @@ class JournalWriter:
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        child_exit.leave_termination_to_main_thread()
         queue = self.queue
         while True:
             if len(queue) < BIG_BATCH:
