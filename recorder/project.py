@@ -29,6 +29,7 @@ from comet_journal.recorder import validation as check
 from comet_journal.recorder.experiment import _journal_path
 from comet_journal.schema.catalogue import ENDPOINTS, project_ref, validate
 from comet_journal.recorder.reporting import report_problem
+from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
 from comet_journal.recorder.writer import JournalWriter, encode_payload
 
 
@@ -68,6 +69,7 @@ class Project:
             raise check.value_error("Project", "project_id", "must not be empty", project_id)
         self.path = _journal_path(check.journal_path("Project", journal),
                                   f"project-{self.project_name}")
+        self._secrets = SecretFilter(configured_api_keys())  # the key is masked in notes too
         self._writer = registry.acquire(self.path)
         self._closed = False
         self._at_exit = _CloseAtExit(self._writer, self.project_name)
@@ -79,7 +81,7 @@ class Project:
     def _record(self, endpoint: str, payload: dict) -> None:
         if self._closed:
             raise RuntimeError(f"Project {self.project_name!r} is closed")
-        payload = {k: v for k, v in payload.items() if v is not None}
+        payload = self._secrets.mask_value({k: v for k, v in payload.items() if v is not None})
         validate(ENDPOINTS[endpoint], payload, journal_form=True)
         encode_payload(payload)
         self._writer.queue.append((endpoint, None, time.time(), payload))

@@ -38,10 +38,10 @@ from collections import deque
 from typing import Callable, Final
 
 from comet_journal.recorder import child_exit
+from comet_journal.recorder.encoding import ENCODERS, encode_payload, escape_surrogates
 from comet_journal.recorder.reporting import report_problem
 from comet_journal.schema import blobs as blob_store
 from comet_journal.schema import tables
-from comet_journal.recorder.encoding import ENCODERS, encode_payload, escape_surrogates
 from comet_journal.schema.journal import create_for_recording, sqlite_connect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -56,6 +56,7 @@ FAILING_FLUSH_WAIT_S: Final = 1.0  # the most an untimed flush waits on a failin
 # Errors caused by one row's values rather than by the journal or the disk.
 ROW_ERRORS: Final = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
                      sqlite3.IntegrityError, sqlite3.DataError)
+
 # The one INSERT, compiled from the table definition (no second copy of the schema).
 INSERT_CALL: Final = str(
     tables.calls.insert().values(endpoint=None, experiment_id=None, ts_ms=None, payload=None)

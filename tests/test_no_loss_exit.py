@@ -16,17 +16,20 @@ PROJECT_WITHOUT_WITH = """
 import sys
 from comet_journal import Project
 Project(journal=sys.argv[1], workspace="me", project_name="mnist").set_notes("hello")
+Project(journal=sys.argv[1], workspace="me", project_name="mnist").set_notes(
+    "key Zq7mW2xP9kLr4TnB8vYc3Hs6")  # the API key is masked in notes too
 """
 
 
 def test_project_without_with_is_written_at_exit_with_a_warning(tmp_path):
     journal = str(tmp_path / "p.db")
-    proc = subprocess.run([sys.executable, "-c", PROJECT_WITHOUT_WITH, journal], env=ENV,
+    env = dict(ENV, COMET_API_KEY="Zq7mW2xP9kLr4TnB8vYc3Hs6")
+    proc = subprocess.run([sys.executable, "-c", PROJECT_WITHOUT_WITH, journal], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    [notes] = rows(journal, "project_notes")
-    assert notes["payload"]["notes"] == "hello"
-    assert count(journal) == 1
+    notes = [r["payload"]["notes"] for r in rows(journal, "project_notes")]
+    assert notes == ["hello", "key ***"]
+    assert count(journal) == 2
     assert "Project 'mnist' was not closed" in proc.stderr
 
 
