@@ -35,15 +35,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Callable, Final
+from typing import Final
 
-from comet_journal.recorder import child_exit
-from comet_journal.recorder.encoding import ENCODERS, encode_payload, escape_surrogates
+from comet_journal.recorder import child_exit, row_insert
+from comet_journal.recorder.encoding import ENCODERS, encode_payload
 from comet_journal.recorder.reporting import report_problem
 from comet_journal.schema import blobs as blob_store
-from comet_journal.schema import tables
 from comet_journal.schema.journal import create_for_recording, sqlite_connect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +50,6 @@ DEFAULT_MAX_QUEUE: Final = 50_000
 BIG_BATCH: Final = 5_000  # drain again at once, without waiting, when this much is queued
 RETRY_PAUSE_S: Final = 0.5
 FAILING_FLUSH_WAIT_S: Final = 1.0  # the most an untimed flush waits on a failing writer
-
-# Errors caused by one row's values rather than by the journal or the disk.
-ROW_ERRORS: Final = (ValueError, TypeError, OverflowError, sqlite3.InterfaceError,
-                     sqlite3.IntegrityError, sqlite3.DataError)
-
-# The one INSERT, compiled from the table definition (no second copy of the schema).
-INSERT_CALL: Final = str(
-    tables.calls.insert().values(endpoint=None, experiment_id=None, ts_ms=None, payload=None)
-    .compile(dialect=sqlite_dialect.dialect())).replace(":endpoint", "?") \
-    .replace(":experiment_id", "?").replace(":ts_ms", "?").replace(":payload", "?")
 
 class Flush:
     """A marker in the queue: set once everything queued before it is committed."""
@@ -261,10 +249,18 @@ class JournalWriter:
     def _write_with_retries(self, batch: list) -> bool:
         """Write a batch; on failure keep retrying while the process lives and we are open."""
         rows = self._encode(batch)
+        complete = len(rows) == len(batch)
         while True:
             try:
                 written = self._insert(rows)
             except Exception as exc:  # never let the thread die: report, count, retry
+                if row_insert.disk_full(exc) and len(rows) > 1:
+                    consumed, written = row_insert.write_what_fits(self._insert, rows)
+                    self.stats.journaled += written
+                    complete = complete and written == consumed
+                    rows = rows[consumed:]
+                    if not rows:
+                        return complete
                 self._healthy = False
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -281,7 +277,7 @@ class JournalWriter:
                 self._healthy = True
                 logger.warning("comet-journal: writing to %s works again", self.path)
                 self._reported.clear()
-            return len(rows) == len(batch) and written == len(rows)
+            return complete and written == len(rows)
 
     def _encode(self, batch: list) -> list[tuple]:
         encoders = ENCODERS
@@ -297,43 +293,9 @@ class JournalWriter:
         return rows
 
     def _insert(self, rows: list[tuple]) -> int:
-        """Insert rows in one transaction; the number written. A row whose values fail is
-        isolated: the batch is written again row by row."""
         with self._conn_lock:
-            conn = self._connection()
-            try:
-                return self._commit(conn, rows, conn.executemany)
-            except ROW_ERRORS:
-                return self._commit(conn, rows, self._insert_each)
-
-    @staticmethod
-    def _commit(conn: sqlite3.Connection, rows: list[tuple], insert: Callable) -> int:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            written = insert(INSERT_CALL, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return len(rows) if written.__class__ is sqlite3.Cursor else written
-
-    def _insert_each(self, sql: str, rows: list[tuple]) -> int:
-        execute = self._conn.execute
-        written = 0
-        for row in rows:
-            try:
-                try:
-                    execute(sql, row)
-                except UnicodeEncodeError:
-                    execute(sql, row[:3] + (escape_surrogates(row[3]),))
-                    self._report("surrogate", f"one {row[0]} call has a lone surrogate in a "
-                                 "string (a file name decoded under LC_ALL=C?); stored with "
-                                 "the surrogate escaped as text, e.g. \\udce9")
-                written += 1
-            except ROW_ERRORS as exc:
-                self._lose_row(row[0], exc)
-        return written
+            return row_insert.insert_rows(self._connection(), rows, self._lose_row,
+                                          self._report)
 
     def _lose_row(self, endpoint: str, exc: Exception) -> None:
         self.stats.lost += 1

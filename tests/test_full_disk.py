@@ -7,6 +7,7 @@ root; the tests are skipped, saying why, where mount is not permitted.
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -29,6 +30,21 @@ print(exp.end(timeout=10)["journaled"])
 """
 
 
+def _fill(journal: str) -> subprocess.CompletedProcess:
+    """A recorder fills the disk; then one more checkpoint tries to move the WAL into the
+    main file on the full disk (what any later writer's open or close does): page 1, with
+    the new page count, fits, the pages past the end of the file do not."""
+    proc = subprocess.run([sys.executable, "-c", FILL, journal], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    conn = sqlite3.connect(journal)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        conn.close()
+    return proc
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     mount_point = tmp_path / "small"
@@ -45,8 +61,7 @@ def small_disk(tmp_path):
 
 def test_journal_left_by_a_full_disk_opens(small_disk):
     journal = str(small_disk / "run.db")
-    proc = subprocess.run([sys.executable, "-c", FILL, journal], capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    proc = _fill(journal)
     assert proc.returncode == 0, proc.stderr
     assert "disk is full" in proc.stderr  # the disk really filled up
     journaled = int(proc.stdout.split()[-1])
@@ -62,8 +77,7 @@ def test_journal_left_by_a_full_disk_opens(small_disk):
 
 def test_truncated_copy_is_still_refused(small_disk, tmp_path):
     journal = str(small_disk / "run.db")
-    subprocess.run([sys.executable, "-c", FILL, journal], capture_output=True, text=True,
-                   env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    _fill(journal)
     copy = tmp_path / "copy.db"  # the main file without its WAL: really missing pages
     copy.write_bytes(open(journal, "rb").read())
     from comet_journal.schema.errors import TruncatedJournalError

@@ -127,3 +127,19 @@ def test_a_row_that_cannot_be_written_is_dropped_alone(tmp_path):
             if r["payload"]["metricName"] == "after"] == list(range(100))
     assert "'lost': 1" in proc.stdout
     assert "one log_other call could not be journaled and was dropped" in proc.stderr
+
+
+def test_a_batch_bigger_than_the_free_space_is_written_as_far_as_it_fits(tmp_path):
+    from comet_journal import Experiment
+    journal = str(tmp_path / "run.db")
+    # One batch (nothing flushes before end()) of ~700 KB against a 256 KiB cap.
+    exp = Experiment(journal=journal, flush_interval=30, max_journal_bytes=256 * 1024,
+                     max_queue=100_000)
+    for i in range(3000):
+        exp.log_parameter("p", f"{i:05d}" + "y" * 200)
+    stats = exp.end(timeout=20)
+    values = [r["payload"]["parameterValue"][:5] for r in rows(journal, "log_parameter")]
+    assert len(values) > 300  # was 0: the whole batch retried and lost
+    assert values == [f"{i:05d}" for i in range(len(values))]  # the start, in order
+    assert stats["journaled"] + stats["lost"] == 3000 + 3
+    assert integrity_ok(journal)
