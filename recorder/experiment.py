@@ -38,6 +38,7 @@ from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
 from comet_journal.recorder.media import MediaMixin
 from comet_journal.recorder.null_writer import EndedQueue, NullWriter
 from comet_journal.recorder.params import ParamsMixin
+from comet_journal.recorder.reporting import quiet_from_environment, say_how_to_upload
 from comet_journal.recorder.run_info import RunInfoMixin
 from comet_journal.recorder.samples import SamplesMixin
 from comet_journal.recorder.tolerance import Refusals, strict_from_environment, tolerant, \
@@ -83,8 +84,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
     :param flush_interval: seconds; a call is on disk within about this long (default 0.2).
     :param durability: ``"window"`` (default) or ``"call"``: every call is durable on return.
     :param max_queue: calls held in memory before the caller is slowed down.
-    :param max_journal_bytes: stop growing the journal past this size (calls are then
-        counted as lost and reported).
+    :param max_journal_bytes: stop growing the journal past this size (lost calls reported).
+    :param quiet: end() prints no how-to-upload line (also ``COMET_JOURNAL_QUIET=1``).
 
     Recorded automatically, as the official SDK does (see
     :mod:`comet_journal.recorder.auto_logging`; ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it
@@ -110,7 +111,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
                  log_env_variables: Any = False, log_git_metadata: Any = True,
                  log_git_patch: Any = True, log_code: Any = True,
                  system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
-                 restart_in_child: Any = True,
+                 restart_in_child: Any = True, quiet: bool | None = None,
                  **sdk_options: Any):
         # Only fingerprints are kept, to mask the key in the recorded code and git patch.
         secrets = SecretFilter((api_key, os.environ.get("COMET_API_KEY")))
@@ -119,6 +120,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         if unknown:
             raise TypeError(f"Experiment(): unexpected argument(s) {', '.join(sorted(unknown))}")
         self._refusals = Refusals(strict_from_environment(strict))
+        self._quiet = quiet_from_environment(quiet)
         # --- automatic capture: options checked here, started at the end -----------------
         auto_options = auto_logging.check_options(
             auto_output_logging=auto_output_logging, capture=capture,
@@ -253,6 +255,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
                    f"journaled ({stats['last_error'] or 'see earlier messages'})")
             logger.error(msg)
+        say_how_to_upload(self.key, self.path, self._quiet)
         return self._summary(stats)
 
     def _summary(self, stats: dict) -> dict:
