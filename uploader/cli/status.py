@@ -73,10 +73,10 @@ def _journal_status(path: str, cfg, explicit: bool, stale_after: float, as_json:
     reports = [pending_report(path, identity, server)
                for identity, server in (targets or [(cfg.identity, cfg.url)])]
     liveness = journal_liveness(path, stale_after)
-    if as_json:
-        return {"journal": path, "run": liveness.state, "never_uploaded": never,
-                "targets": [dict(r.as_dict(), tried_only=not r.acknowledged)
-                            for r in reports]}
+    if as_json:  # the first target's report at the top (one target with --url), all below
+        targets = [dict(r.as_dict(), tried_only=not never and not r.acknowledged)
+                   for r in reports]
+        return dict(targets[0], run=liveness.state, never_uploaded=never, targets=targets)
     click.echo(f"journal:   {path}")
     click.echo(f"run:       {liveness.state}")
     if never:

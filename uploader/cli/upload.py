@@ -75,7 +75,8 @@ def upload_command(journals, api_key, api_key_file, url, workspace, project_name
     journals = expand_directories(journals)
     journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
     if dry_run:
-        sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
+        sys.exit(_dry_run(journals, url, workspace, project_name, as_json,
+                          key_given=bool(api_key or api_key_file)))
     config = resolve_or_exit(api_key, url, workspace, project_name, ca_bundle, api_key_file)
     from comet_journal.uploader.replay.summary import Options
     from comet_journal.uploader.upload import upload_journal
@@ -150,14 +151,14 @@ def _print_summary(s, batch: bool) -> None:
         click.echo("  (kept in the journal: send them again with --retry-rejected)")
 
 
-def _dry_run(journals, url, workspace, project_name, as_json) -> int:
+def _dry_run(journals, url, workspace, project_name, as_json, key_given: bool) -> int:
     try:
         cfg = target_config(url, workspace, project_name)
     except ConfigError as exc:
         error(exc.message, exc.hint)
         return EXIT_ERROR
     reports, code = pending_reports(journals, cfg)
-    if not cfg.api_key.reveal() and not as_json:
+    if not key_given and not cfg.api_key.reveal() and not as_json:
         click.echo("Warning: no API key is set: the real upload needs one "
                    "($COMET_API_KEY, --api-key-file or ~/.comet.config)", err=True)
     for report in reports:

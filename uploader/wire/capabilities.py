@@ -71,13 +71,13 @@ def _is_comet_probe(link: Link, outcome: Outcome) -> bool:
         return False
     if 200 <= answer.status < 300:
         why = answer.not_comet()
-        if why is None and not isinstance(answer.json(), dict):
-            why = f"JSON that is not Comet's: {answer.describe_body()}"
-        if why is not None:
+        if why is not None:  # HTML, empty, not JSON: never Comet's API
             raise _not_comet(link, f"GET {endpoint_named('clientlib_is_alive').path}", answer,
                              why)
-        return True
-    if answer.is_html() or answer.not_comet() is not None:
+        if isinstance(answer.json(), dict):
+            return True
+        # JSON of another shape: Comet without the SDK's routes, if its REST API answers
+    elif answer.is_html() or answer.not_comet() is not None:
         raise _not_comet(link, "the probe", answer, f"HTTP {answer.status} with "
                          f"{answer.describe_body()}")
     root = link.exchange(lambda: BuiltRequest("GET", READ_PREFIX + API_ROOT_CHECK), None,

@@ -1,6 +1,6 @@
 """When to retry, how long to wait, and when to give up.
 
-Vocabulary after tenacity/urllib3 (see ``shared/reference/style.md``): :class:`RetryPolicy` is
+Vocabulary after tenacity/urllib3: :class:`RetryPolicy` is
 a small frozen dataclass holding the numbers and the injectable ``sleep``/``clock``/``random``
 (so tests check the decisions without waiting); :class:`ServerGate` is the one piece of shared,
 mutable state: the "pause all traffic until" time a 429 sets for the whole server (sentry's
@@ -198,10 +198,15 @@ class ServerGate:
                 "--deadline forever")
 
     def _last_problem(self) -> str:
-        if not self.last_failure:
+        """The last failure; a transport error's long text in a few words (an HTTP answer
+        keeps its description: what the server said matters)."""
+        failure = self.last_failure
+        if not failure:
             return "unknown"
-        label = self.last_failure.split(": ", 1)[0]
-        return f"{short_cause(self.last_failure)} ({label})"
+        cause = short_cause(failure)
+        if cause.startswith("HTTP ") or failure.endswith(cause):
+            return failure
+        return f"{failure.split(': ', 1)[0]}: {cause}"
 
     def wait_turn(self, stop: threading.Event | None = None,
                   sleep: Callable[[float], None] | None = None) -> None:
