@@ -137,7 +137,7 @@ def _print_summary(s, batch: bool) -> None:
                    + (f"  {exp.link}" if exp.link else ""))
     click.echo(f"uploaded:  {s.uploaded} calls ({human_bytes(s.bytes_sent)}) in "
                f"{human_duration_s(s.elapsed_s)}"
-               + (f", {s.batches} batch requests" if batch and s.batches else ""))
+               + (f", in {s.batches} batches" if batch and s.batches else ""))
     click.echo(f"skipped:   {s.skipped + s.found_by_readback} already uploaded"
                + (f" ({s.found_by_readback} found on the server by read-back)"
                   if s.found_by_readback else ""))
