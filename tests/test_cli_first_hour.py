@@ -50,14 +50,7 @@ def journal(tmp_path):
 
 
 def _quiet_journal(tmp_path, name="run.db", points=40):
-    """A journal made without the recorder's end() line (kept off the test output)."""
-    old = os.environ.get("COMET_JOURNAL_QUIET")
-    os.environ["COMET_JOURNAL_QUIET"] = "1"
-    try:
-        return make_journal(tmp_path / name, points=points)
-    finally:
-        os.environ.pop("COMET_JOURNAL_QUIET") if old is None else \
-            os.environ.__setitem__("COMET_JOURNAL_QUIET", old)
+    return make_journal(tmp_path / name, points=points)  # conftest: COMET_JOURNAL_QUIET=1
 
 
 # --- subcommands that cannot be mistaken ----------------------------------------------------

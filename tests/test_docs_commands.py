@@ -38,17 +38,9 @@ def _where(tmp_path) -> dict[str, str]:
     """The README's example paths -> real ones."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    journal = _quiet_journal(runs / "run.db")
+    journal = make_journal(runs / "run.db", points=10)
     return {"run.db": journal, ".comet-journal/": str(runs), "runs/*.db": journal,
             "/scratch/$USER/journals": str(runs)}
-
-
-def _quiet_journal(path) -> str:
-    os.environ["COMET_JOURNAL_QUIET"] = "1"
-    try:
-        return make_journal(path, points=10)
-    finally:
-        del os.environ["COMET_JOURNAL_QUIET"]
 
 
 def _run(args, env_extra=None, timeout=60) -> subprocess.CompletedProcess:
