@@ -79,6 +79,8 @@ def test_a_directory_uploads_every_journal_in_it(emulator, tmp_path):
     done = json.loads(proc.stdout)["journals"]
     assert sorted(os.path.basename(j["journal"]) for j in done) == ["a.db", "b.db"]
     assert all(j["uploaded"] == j["calls_total"] for j in done)
+    shown = run_cli("inspect", str(runs))
+    assert shown.returncode == 0 and "a.db" in shown.stdout and "b.db" in shown.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = _upload(emulator.url, str(empty), key_file=_key_file(tmp_path))

@@ -9,17 +9,18 @@ import click
 
 from comet_journal.schema.errors import JournalError
 from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
-from comet_journal.uploader.cli.options import EXIT_ERROR, output_options, setup_logging
+from comet_journal.uploader.cli.options import (EXIT_ERROR, expand_directories,
+                                                output_options, setup_logging)
 from comet_journal.uploader.journal.inspect import inspect_journal
 
 
 @click.command("inspect")
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("journals", nargs=-1, required=True, type=click.Path(exists=True))
 @output_options()
 def inspect_command(journals: tuple[str, ...], as_json: bool, quiet: bool,
                     verbose: int) -> None:
-    """Show what a journal holds: experiments, calls per endpoint, asset bytes, time span
-    and format version. Never writes to the journal.
+    """Show what a journal holds (a directory: every journal under it): experiments, calls
+    per endpoint, asset bytes, time span and format version. Never writes to the journal.
 
     \b
     Example:
@@ -27,7 +28,7 @@ def inspect_command(journals: tuple[str, ...], as_json: bool, quiet: bool,
     """
     setup_logging(verbose, quiet)
     failed = False
-    for path in journals:
+    for path in expand_directories(journals):  # a directory: every journal under it
         try:
             summary = inspect_journal(path)
         except JournalError as exc:
