@@ -24,7 +24,9 @@ class DefaultUpload(click.Group):
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in _TOP_OPTIONS:
             first = args[0]
-            if not first.startswith("-") and not os.path.exists(first):
+            looks_like_a_path = any(c in first for c in "./\\")  # its own error: no such path
+            if not first.startswith("-") and not looks_like_a_path and \
+                    not os.path.exists(first):
                 close = difflib.get_close_matches(first, list(self.commands), n=1,
                                                   cutoff=0.6)
                 if close:
