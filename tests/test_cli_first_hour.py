@@ -335,3 +335,15 @@ def test_rejections_say_not_sent_once():
         "not sent: no project id"
     assert rejection_text({"status": 0, "message": "no project id"}) == "not sent: no project id"
     assert rejection_text({"status": 400, "message": "bad"}) == "HTTP 400: bad"
+
+
+def test_the_retry_cause_in_a_few_words():
+    from comet_journal.uploader.wire.retry import short_cause
+    assert short_cause("call 3 (log_metric): HTTP 502: an HTML page ('502 Bad Gateway')") == \
+        "HTTP 502: an HTML page ('502 Bad Gateway')"
+    assert short_cause("probe: ConnectionError: HTTPConnectionPool(host='h', port=1): Max "
+                       "retries exceeded ([Errno 111] Connection refused)") == "connection refused"
+    assert short_cause("x: ReadTimeout: Read timed out. (read timeout=3)") == \
+        "no answer (timed out)"
+    assert short_cause("x: ConnectionError: [Errno -2] Name or service not known") == \
+        "host not found (DNS)"

@@ -171,7 +171,7 @@ class Link:
                 if not retry:
                     out.message = failure
                     return out
-                logger.info("%s (retrying)", failure)
+                logger.debug("%s (retrying)", failure)  # -v: the gate logs each cause once
                 ambiguous = True
                 out.retries += 1
                 gate.backoff(out.retries - 1, failure, policy.sleep)

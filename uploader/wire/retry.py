@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 # What a person reads on the progress line, from the transport's long exception text.
 _CAUSES: Final = (
-    (re.compile(r"(HTTP \d{3})"), None),
+    (re.compile(r"(HTTP \d{3}.*)", re.S), None),  # the server's answer, as described
     (re.compile(r"connection refused", re.I), "connection refused"),
     (re.compile(r"name or service not known|nodename nor servname|failed to resolve|"
                 r"getaddrinfo failed|name resolution", re.I), "host not found (DNS)"),
@@ -63,8 +63,12 @@ def short_cause(failure: str) -> str:
     for pattern, words in _CAUSES:
         found = pattern.search(detail)
         if found:
-            return words or found.group(1)
-    return detail if len(detail) <= 60 else detail[:57] + "..."
+            return words or _shorten(found.group(1))
+    return _shorten(detail)
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -204,8 +208,8 @@ class ServerGate:
         if not failure:
             return "unknown"
         cause = short_cause(failure)
-        if cause.startswith("HTTP ") or failure.endswith(cause):
-            return failure
+        if cause.startswith("HTTP "):
+            return failure  # what the server answered, in full
         return f"{failure.split(': ', 1)[0]}: {cause}"
 
     def wait_turn(self, stop: threading.Event | None = None,
