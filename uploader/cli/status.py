@@ -110,7 +110,7 @@ def _print_report(report, never: bool) -> None:
     for exp in report.experiments:
         if exp.link:
             click.echo(f"  experiment {exp.key}: {exp.link}")
-    if report.pending:
+    if report.pending and not tried:  # a server only tried: its error says enough
         print_pending(report)
 
 
