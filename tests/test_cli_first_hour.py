@@ -183,7 +183,7 @@ def test_status_after_a_wrong_key_then_the_right_one(emulator, journal, tmp_path
 
 
 def test_status_after_a_killed_uploader(emulator_factory, tmp_path):
-    emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 150}]})
+    emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 300}]})
     path = _quiet_journal(tmp_path, points=60)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["PYTHONPATH"] = ROOT
