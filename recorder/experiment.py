@@ -39,6 +39,7 @@ from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
 from comet_journal.recorder.media import MediaMixin
 from comet_journal.recorder.null_writer import EndedQueue, NullWriter
 from comet_journal.recorder.params import ParamsMixin
+from comet_journal.recorder.reporting import quiet_from_environment, say_how_to_upload
 from comet_journal.recorder.run_info import RunInfoMixin
 from comet_journal.recorder.pickling import NotPicklable
 from comet_journal.recorder.samples import SamplesMixin
@@ -88,8 +89,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
     :param flush_interval: seconds; a call is on disk within about this long (default 0.2).
     :param durability: ``"window"`` (default) or ``"call"``: every call is durable on return.
     :param max_queue: calls held in memory before the caller is slowed down.
-    :param max_journal_bytes: stop growing the journal past this size (calls are then
-        counted as lost and reported).
+    :param max_journal_bytes: stop growing the journal past this size (lost calls reported).
+    :param quiet: end() prints no how-to-upload line (also ``COMET_JOURNAL_QUIET=1``).
 
     Recorded automatically, as the official SDK does (see
     :mod:`comet_journal.recorder.auto_logging`; ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it
@@ -115,7 +116,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
                  log_env_variables: Any = False, log_git_metadata: Any = True,
                  log_git_patch: Any = True, log_code: Any = True,
                  system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
-                 restart_in_child: Any = True,
+                 restart_in_child: Any = True, quiet: bool | None = None,
                  **sdk_options: Any):
         # Only fingerprints are kept, to mask the key in everything journaled as text.
         self._secrets = secrets = SecretFilter(configured_api_keys(api_key))
@@ -124,6 +125,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         if unknown:
             raise TypeError(f"Experiment(): unexpected argument(s) {', '.join(sorted(unknown))}")
         self._refusals = Refusals(strict_from_environment(strict))
+        self._quiet = quiet_from_environment(quiet)
         # --- automatic capture: options checked here, started at the end -----------------
         auto_options = auto_logging.check_options(
             auto_output_logging=auto_output_logging, capture=capture,
@@ -244,10 +246,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         if self.disabled:
             self._ended = True
             return self._summary(self._writer.stats.as_dict())
-        start = self._start_ms
-        self._enqueue("experiment_start_end_time",
-                      {k: v for k, v in (("startTimeMillis", start),
-                                         ("endTimeMillis", self._now_ms())) if v})
+        self._enqueue("experiment_start_end_time", {k: v for k, v in (
+            ("startTimeMillis", self._start_ms), ("endTimeMillis", self._now_ms())) if v})
         self._ended = True
         self._queue = EndedQueue(self, logger)
         with contextlib.suppress(Exception):
@@ -255,10 +255,10 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         stats = registry.release(self._writer, timeout)
         if not stats["lost"]:  # its end row is durable: this writer has ended
             writers.mark_ended(self.path, self._writer_key)
-        if stats["lost"]:
-            msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
-                   f"journaled ({stats['last_error'] or 'see earlier messages'})")
-            logger.error(msg)
+        else:
+            logger.error(f"comet-journal: {stats['lost']} calls of experiment {self.key} could "
+                         f"not be journaled ({stats['last_error'] or 'see earlier messages'})")
+        say_how_to_upload(self.key, self.path, self._quiet)
         return self._summary(stats)
 
     def _summary(self, stats: dict) -> dict:

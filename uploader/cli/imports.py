@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from comet_journal.uploader.cli.options import output_options, setup_logging
 from comet_journal.uploader.errors import redact
 from comet_journal.uploader.importer import ArchiveError, ImportResult, import_source
 
@@ -47,10 +48,10 @@ def _fail(exc: ArchiveError) -> None:
               "$COMET_WORKSPACE.")
 @click.option("--project-name", help="For a source that names none (a rescued run): default "
               "$COMET_PROJECT_NAME.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@output_options()
 @state_option
 def import_command(sources, journal, placeholder, partial, workspace, project_name, as_json,
-                   state_dir) -> None:
+                   quiet, verbose, state_dir) -> None:
     """Convert each SOURCE into a journal: an OfflineExperiment archive (<key>.zip), its
     unpacked directory, or the temporary directory (holding messages.json) of a run that
     never reached end(). Importing the same run again changes nothing.
@@ -62,6 +63,7 @@ def import_command(sources, journal, placeholder, partial, workspace, project_na
           --workspace ws --project-name proj
       comet-upload import run.zip --journal run.db && comet-upload run.db
     """
+    setup_logging(verbose, quiet)
     if journal and len(sources) > 1 and not os.path.isdir(journal):
         raise click.UsageError("--journal names one journal file: give one SOURCE, or an "
                                "existing directory")

@@ -199,7 +199,7 @@ class Link:
             # Not Comet answering: nothing says the request was applied, nor that it was
             # not. Never taken as done; retried like a 5xx (read-back first).
             failure = f"{label}: HTTP {status} but {garbage}"
-            logger.info("%s (retrying)", failure)
+            logger.debug("%s (retrying)", failure)  # -v: the gate logs each cause once
             return failure
         if accept is not None and accept(answer):
             self.gate.ok()
