@@ -70,8 +70,12 @@ def main(host, port, db_path, api_key, faults_spec, latency_ms, jitter_ms, hashe
                             store_asset_bytes=not hashes_only, dedupe=dedupe,
                             clientlib=not no_clientlib)
         emulator.start()
-    except (FaultSpecError, StateFileError, OSError) as exc:
+    except (FaultSpecError, StateFileError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # the port is taken, the address is not this machine's...
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                                   "(choose another --port, or --port 0 for a free one)") \
+            from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -108,11 +108,13 @@ class Capture:
             return None
         exp = self._exp
         ts = int(time.time() * 1000)
+        secrets = getattr(exp, "_secrets", None)  # the API key never enters the journal
         out = []
         for line in lines:
             offset = exp._output_offset
             exp._output_offset = offset + 1
-            out.append({"output": _clean(line), "stderr": stderr, "localTimestamp": ts,
+            text = secrets.mask_text(_clean(line)) if secrets else _clean(line)
+            out.append({"output": text, "stderr": stderr, "localTimestamp": ts,
                         "offset": offset})
         payload: dict = {"outputLines": out}
         if exp.context is not None:

@@ -21,14 +21,13 @@ through the experiment's own calls.
 
 The experiment's API key (the ``api_key`` argument, ``$COMET_API_KEY``) is never stored: the
 code and the patch are searched for it, by fingerprint (:class:`SecretFilter`), and it is
-replaced by ``"***"`` where it appears as a word of its own.
+replaced by ``"***"`` where it appears as a word of its own (:mod:`.secrets`).
 """
 
 from __future__ import annotations
 
 import functools
 import getpass
-import hashlib
 import logging
 import os
 import platform
@@ -40,12 +39,12 @@ import threading
 from typing import Any, Final, Iterable
 
 from comet_journal.recorder.reporting import report_problem
+from comet_journal.recorder.secrets import REDACTED, SecretFilter
 
 logger = logging.getLogger(__name__)
 
 GIT_TIMEOUT_S: Final = 5.0  # per git command
 GIT_PATCH_MAX_BYTES: Final = 20 * 1024 * 1024  # a bigger diff is skipped, with a warning
-REDACTED: Final = "***"
 
 # Environment variable names whose values are never recorded.
 SECRET_NAME: Final = re.compile(
@@ -73,67 +72,6 @@ def environment_variables(which: bool | Iterable[str] = True,
         value = REDACTED if SECRET_NAME.search(name) else redact_url(value)
         entries.append({"key": f"env.{name}", "value": value})
     return entries
-
-
-class SecretFilter:
-    """Masks known secrets in text, holding only their fingerprints (length, sha256 and the
-    kinds of characters they use), never the secrets themselves.
-
-    A secret is found where it is a word of its own, or inside a word up to four times its
-    length (``Bearer:KEY``, ``KEY123``): enough for keys written in code, configs and diffs.
-    """
-
-    MIN_LENGTH: Final = 8  # shorter values would mask ordinary words
-
-    def __init__(self, secrets: Iterable[str | None] = ()):
-        self._prints: set[tuple[int, str]] = set()
-        classes: set[str] = set()
-        for secret in secrets:
-            if isinstance(secret, str) and len(secret) >= self.MIN_LENGTH:
-                self._prints.add((len(secret), _sha(secret.encode())))
-                for c in secret:
-                    classes.add("a-z" if c.islower() and c.isascii() else
-                                "A-Z" if c.isupper() and c.isascii() else
-                                "0-9" if c.isdigit() and c.isascii() else re.escape(c))
-        pattern = "[" + "".join(sorted(classes)) + "]+" if classes else None
-        self._word = re.compile(pattern.encode()) if pattern else None
-        self._lengths = sorted({n for n, _ in self._prints})
-
-    def __bool__(self) -> bool:
-        return bool(self._prints)
-
-    def __repr__(self) -> str:
-        return f"<SecretFilter of {len(self._prints)} secret(s)>"
-
-    def mask(self, data: bytes) -> bytes:
-        if not self._prints or self._word is None:
-            return data
-        return self._word.sub(self._mask_word, data)
-
-    def mask_text(self, text: str) -> str:
-        if not self._prints:
-            return text
-        return self.mask(text.encode("utf-8", "surrogateescape")).decode(
-            "utf-8", "surrogateescape")
-
-    def _mask_word(self, match: re.Match) -> bytes:
-        word = match.group(0)
-        for n in self._lengths:
-            if len(word) == n and (n, _sha(word)) in self._prints:
-                return REDACTED.encode()
-            if n < len(word) <= 4 * n:
-                for i in range(len(word) - n + 1):
-                    if (n, _sha(word[i:i + n])) in self._prints:
-                        return word[:i] + REDACTED.encode() + self._mask_word_rest(word[i + n:])
-        return word
-
-    def _mask_word_rest(self, rest: bytes) -> bytes:
-        match = self._word.fullmatch(rest) if rest else None
-        return self._mask_word(match) if match else rest
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def system_details(host: bool = True, packages: bool = True,

@@ -32,14 +32,18 @@ from comet_journal.recorder import auto_logging, compat, registry, sealing
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.bundles import BundlesMixin
 from comet_journal.recorder.charts import ChartsMixin
-from comet_journal.recorder.environment import SecretFilter, caller_file
+from comet_journal.recorder.encoding import storable_text
+from comet_journal.recorder.environment import caller_file
 from comet_journal.recorder.files import FilesMixin
 from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
 from comet_journal.recorder.media import MediaMixin
 from comet_journal.recorder.null_writer import EndedQueue, NullWriter
 from comet_journal.recorder.params import ParamsMixin
+from comet_journal.recorder.reporting import quiet_from_environment, say_how_to_upload
 from comet_journal.recorder.run_info import RunInfoMixin
+from comet_journal.recorder.pickling import NotPicklable
 from comet_journal.recorder.samples import SamplesMixin
+from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
 from comet_journal.recorder.tolerance import Refusals, strict_from_environment, tolerant, \
     tolerant_as
 from comet_journal.recorder.writer import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_MAX_QUEUE, encode_payload
@@ -63,10 +67,12 @@ _IGNORED_SDK_OPTIONS = frozenset({
 
 
 class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesMixin,
-                 MediaMixin, ChartsMixin, BundlesMixin):
+                 MediaMixin, ChartsMixin, BundlesMixin, NotPicklable):
     """An experiment recorded into a journal file. Arguments in the SDK's order.
 
     :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.
+        This key, ``$COMET_API_KEY`` and the config file's are masked (``***``) wherever
+        they appear in journaled text.
     :param project_name: Comet project (default ``$COMET_PROJECT_NAME``).
     :param workspace: Comet workspace (default ``$COMET_WORKSPACE``).
     :param journal: the journal file (created if missing); a directory means
@@ -83,8 +89,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
     :param flush_interval: seconds; a call is on disk within about this long (default 0.2).
     :param durability: ``"window"`` (default) or ``"call"``: every call is durable on return.
     :param max_queue: calls held in memory before the caller is slowed down.
-    :param max_journal_bytes: stop growing the journal past this size (calls are then
-        counted as lost and reported).
+    :param max_journal_bytes: stop growing the journal past this size (lost calls reported).
+    :param quiet: end() prints no how-to-upload line (also ``COMET_JOURNAL_QUIET=1``).
 
     Recorded automatically, as the official SDK does (see
     :mod:`comet_journal.recorder.auto_logging`; ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it
@@ -110,15 +116,16 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
                  log_env_variables: Any = False, log_git_metadata: Any = True,
                  log_git_patch: Any = True, log_code: Any = True,
                  system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
-                 restart_in_child: Any = True,
+                 restart_in_child: Any = True, quiet: bool | None = None,
                  **sdk_options: Any):
-        # Only fingerprints are kept, to mask the key in the recorded code and git patch.
-        secrets = SecretFilter((api_key, os.environ.get("COMET_API_KEY")))
+        # Only fingerprints are kept, to mask the key in everything journaled as text.
+        self._secrets = secrets = SecretFilter(configured_api_keys(api_key))
         del api_key  # never kept: not in the journal, not in memory, not in logs
         unknown = set(sdk_options) - _IGNORED_SDK_OPTIONS
         if unknown:
             raise TypeError(f"Experiment(): unexpected argument(s) {', '.join(sorted(unknown))}")
         self._refusals = Refusals(strict_from_environment(strict))
+        self._quiet = quiet_from_environment(quiet)
         # --- automatic capture: options checked here, started at the end -----------------
         auto_options = auto_logging.check_options(
             auto_output_logging=auto_output_logging, capture=capture,
@@ -203,8 +210,9 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             cur = conn.execute(
                 "INSERT INTO experiments (key, workspace, project, name, created_ms, host, pid) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (self.key, self._workspace, self._project_name, self._name, self._now_ms(),
-                 socket.gethostname(), os.getpid()))
+                (self.key, *(storable_text(v) for v in (self._workspace, self._project_name,
+                                                        self._name)),  # lone surrogates
+                 self._now_ms(), socket.gethostname(), os.getpid()))
             writers.register(conn, self._writer_key)
             conn.execute("COMMIT")
             return cur.lastrowid, True
@@ -239,10 +247,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         if self.disabled:
             self._ended = True
             return self._summary(self._writer.stats.as_dict())
-        start = self._start_ms
-        self._enqueue("experiment_start_end_time",
-                      {k: v for k, v in (("startTimeMillis", start),
-                                         ("endTimeMillis", self._now_ms())) if v})
+        self._enqueue("experiment_start_end_time", {k: v for k, v in (
+            ("startTimeMillis", self._start_ms), ("endTimeMillis", self._now_ms())) if v})
         self._ended = True
         self._queue = EndedQueue(self, logger)
         with contextlib.suppress(Exception):
@@ -250,11 +256,11 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         stats = registry.release(self._writer, timeout)
         if not stats["lost"]:  # its end row is durable: this writer has ended
             writers.mark_ended(self.path, self._writer_key)
+        else:
+            logger.error(f"comet-journal: {stats['lost']} calls of experiment {self.key} could "
+                         f"not be journaled ({stats['last_error'] or 'see earlier messages'})")
         sealing.release(getattr(self, "_sealer", None))
-        if stats["lost"]:
-            msg = (f"comet-journal: {stats['lost']} calls of experiment {self.key} could not be "
-                   f"journaled ({stats['last_error'] or 'see earlier messages'})")
-            logger.error(msg)
+        say_how_to_upload(self.key, self.path, self._quiet)
         return self._summary(stats)
 
     def _summary(self, stats: dict) -> dict:
@@ -286,7 +292,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
 
     def _record(self, endpoint: str, payload: dict, experiment: bool = True) -> None:
         """Check a payload against the catalogue, then journal it."""
-        payload = {k: v for k, v in payload.items() if v is not None}
+        payload = self._secrets.mask_value({k: v for k, v in payload.items() if v is not None})
         validate(ENDPOINTS[endpoint], payload, journal_form=True)
         encode_payload(payload)  # refuse what cannot be journaled now, not in the background
         self._enqueue(endpoint, payload, experiment)

@@ -28,6 +28,12 @@ class FilesMixin:
     def _store_bytes(self, data: bytes) -> dict:
         return self._store_stream(io.BytesIO(data))
 
+    def _store_text(self, data: bytes) -> dict:
+        """Like :meth:`_store_bytes`, for text: the API key is masked first."""
+        secrets = getattr(self, "_secrets", None)
+        return self._store_bytes(secrets.mask(data) if secrets else data)
+
+
     def _store_file(self, path: str) -> dict:
         with open(path, "rb") as fh:
             return self._store_stream(fh)
@@ -130,7 +136,7 @@ class FilesMixin:
         check.optional_str(method, "context", context)
         metadata = _check_metadata(method, metadata)
         self._record("upload_text_sample", {
-            "content": self._store_bytes(text.encode()),
+            "content": self._store_text(text.encode()),
             "step": self._step if step is None else step, "context": context,
             "metadata": json.dumps(metadata, sort_keys=True) if metadata else None})
 
@@ -155,7 +161,7 @@ class FilesMixin:
             except UnicodeDecodeError:
                 raise check.value_error(method, "filename", "must be a UTF-8 text file",
                                         filename) from None
-        self._record("set_code", {"code": self._store_bytes(data)})
+        self._record("set_code", {"code": self._store_text(data)})
 
     @tolerant
     def set_model_graph(self, graph: Any, overwrite: bool = False) -> None:

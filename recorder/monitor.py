@@ -23,6 +23,7 @@ import time
 import weakref
 from typing import Any, Callable, Final
 
+from comet_journal.recorder import child_exit
 from comet_journal.recorder import gpu as gpu_module
 from comet_journal.recorder.reporting import report_problem
 
@@ -138,6 +139,7 @@ class SystemMonitor:
     # --- the thread -------------------------------------------------------------------------
 
     def _run(self, resumed: bool) -> None:
+        child_exit.leave_termination_to_main_thread()
         try:
             self._setup(resumed)
             while not self._stopped:

@@ -4,6 +4,9 @@ These belong to a project, not an experiment. Comet identifies a project for not
 viz stores by a ``projectId`` that only the server knows; when it is not given, the journal
 keeps a reference (workspace + project name) that the uploader resolves.
 
+Used without ``with`` (``Project(...).set_notes("hello")``), it is closed at interpreter
+exit like an ``Experiment``: its calls are written, with a warning that it was not closed.
+
 Example::
 
     from comet_journal.recorder import Project
@@ -14,7 +17,10 @@ Example::
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import time
 from typing import Any
 
@@ -22,7 +28,33 @@ from comet_journal.recorder import registry
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.compat import journal_location
 from comet_journal.schema.catalogue import ENDPOINTS, project_ref, validate
-from comet_journal.recorder.writer import encode_payload
+from comet_journal.recorder.reporting import report_problem
+from comet_journal.recorder.secrets import SecretFilter, configured_api_keys
+from comet_journal.recorder.writer import JournalWriter, encode_payload
+
+
+class _CloseAtExit:
+    """What interpreter exit needs to close a project nobody closed: its writer (held here,
+    since the ``Project`` itself may be long gone: ``Project(...).set_notes("x")``)."""
+
+    def __init__(self, writer: JournalWriter, project_name: str):
+        self.writer = writer
+        self.project_name = project_name
+        self.pid = os.getpid()
+        self.closed = False
+
+    def __call__(self) -> None:
+        if self.closed:
+            return
+        pending = sum(1 for item in self.writer.queue if item.__class__ is tuple)
+        if os.getpid() != self.pid:  # a forked child: write its calls, the parent closes
+            self.writer.flush(10)
+            return
+        self.closed = True
+        if pending:
+            report_problem(f"Project {self.project_name!r} was not closed (use `with Project"
+                           f"(...)` or close()); writing its {pending} pending calls at exit")
+        registry.release(self.writer)
 
 
 class Project:
@@ -37,8 +69,11 @@ class Project:
             raise check.value_error("Project", "project_id", "must not be empty", project_id)
         self.path = journal_location(check.journal_path("Project", journal), None,
                                      f"project-{self.project_name}")
+        self._secrets = SecretFilter(configured_api_keys())  # the key is masked in notes too
         self._writer = registry.acquire(self.path)
         self._closed = False
+        self._at_exit = _CloseAtExit(self._writer, self.project_name)
+        atexit.register(self._at_exit)
 
     def _id(self):
         return self.project_id or project_ref(self.workspace, self.project_name)
@@ -46,7 +81,7 @@ class Project:
     def _record(self, endpoint: str, payload: dict) -> None:
         if self._closed:
             raise RuntimeError(f"Project {self.project_name!r} is closed")
-        payload = {k: v for k, v in payload.items() if v is not None}
+        payload = self._secrets.mask_value({k: v for k, v in payload.items() if v is not None})
         validate(ENDPOINTS[endpoint], payload, journal_form=True)
         encode_payload(payload)
         self._writer.queue.append((endpoint, None, time.time(), payload))
@@ -110,6 +145,9 @@ class Project:
         if self._closed:
             return self._writer.stats.as_dict()
         self._closed = True
+        self._at_exit.closed = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._at_exit)
         return registry.release(self._writer)
 
     def __enter__(self) -> "Project":

@@ -10,33 +10,38 @@ is queued to compact JSON and inserts it with one ``executemany`` per transactio
   unless the writer is failing, in which case calls are counted as lost instead of hanging
   the training loop;
 * every failure (disk full, journal deleted, locked database) is reported once on stderr
-  and through ``logging``, counted, and summarised by ``close()``.
+  and through ``logging``, counted, and summarised by ``close()``;
+* one bad call never poisons a batch: when a batch fails on a value (not on the disk), it is
+  written again row by row; a string with a lone surrogate (a file name from ``os.listdir``
+  under ``LC_ALL=C``) is stored with the surrogate escaped as the text ``\\udce9``, any
+  other failing row is reported and counted, and the rest is written;
+* ``flush()`` without a timeout (what ``durability="call"`` uses) waits for the write, but
+  at most ``FAILING_FLUSH_WAIT_S`` once the writer is failing: the loop goes on.
 
 Fork safety: a child process never uses the parent's SQLite connection or thread. An
 ``os.register_at_fork`` hook gives every writer in the child an empty queue, fresh locks and a
 fresh thread; the inherited connection is parked, never used or closed (closing it could
 checkpoint or delete the parent's WAL). SQLite's own advice: do not carry a connection across
-``fork()``.
+``fork()``. A forked child writes what it queued before it leaves, also through
+``multiprocessing``'s ``os._exit`` and a ``SIGTERM`` (see :mod:`.child_exit`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sqlite3
 import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Final
+from typing import Final
 
+from comet_journal.recorder import child_exit, row_insert
+from comet_journal.recorder.encoding import ENCODERS, encode_payload
 from comet_journal.recorder.reporting import report_problem
 from comet_journal.schema import blobs as blob_store
-from comet_journal.schema import tables
-from comet_journal.schema.journal import Journal, sqlite_connect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from comet_journal.schema.journal import create_for_recording, sqlite_connect
 
 logger = logging.getLogger(__name__)
 
@@ -44,68 +49,7 @@ DEFAULT_FLUSH_INTERVAL_S: Final = 0.2
 DEFAULT_MAX_QUEUE: Final = 50_000
 BIG_BATCH: Final = 5_000  # drain again at once, without waiting, when this much is queued
 RETRY_PAUSE_S: Final = 0.5
-
-# The one INSERT, compiled from the table definition (no second copy of the schema).
-INSERT_CALL: Final = str(
-    tables.calls.insert().values(endpoint=None, experiment_id=None, ts_ms=None, payload=None)
-    .compile(dialect=sqlite_dialect.dialect())).replace(":endpoint", "?") \
-    .replace(":experiment_id", "?").replace(":ts_ms", "?").replace(":payload", "?")
-
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_SPECIAL = {math.inf: "Infinity", -math.inf: "-Infinity"}
-
-
-def _fix_special_floats(value: Any) -> Any:
-    """NaN and +/-inf as the official SDK sends them: "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        return _SPECIAL.get(value, value)
-    if isinstance(value, dict):
-        return {k: _fix_special_floats(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_fix_special_floats(v) for v in value]
-    return value
-
-
-def encode_payload(payload: dict) -> str:
-    try:
-        return _encode(payload)
-    except ValueError:  # NaN or infinity somewhere: rare, so the check is not on the hot path
-        return _encode(_fix_special_floats(payload))
-
-
-_NAME_JSON: dict[str, str] = {}  # metric name -> its JSON string literal (names repeat a lot)
-_INF = (math.inf, -math.inf)
-
-
-def _encode_metric(data: tuple) -> str:
-    """A metric point as compact JSON; the common shape is formatted directly (3x faster
-    than json.dumps, and this runs in the writer thread while holding the GIL)."""
-    name, value, step, epoch, context = data
-    if epoch is None and context is None and value.__class__ in (int, float) \
-            and value == value and value not in _INF:
-        name_json = _NAME_JSON.get(name)
-        if name_json is None:
-            name_json = _NAME_JSON[name] = _encode(name) if len(_NAME_JSON) < 100_000 else None
-            if name_json is None:
-                name_json = _encode(name)
-        if step is None:
-            return f'{{"metricName":{name_json},"metricValue":{value!r}}}'
-        return f'{{"metricName":{name_json},"metricValue":{value!r},"step":{step}}}'
-    payload = {"metricName": name, "metricValue": value}
-    if step is not None:
-        payload["step"] = step
-    if epoch is not None:
-        payload["epoch"] = epoch
-    if context is not None:
-        payload["context"] = context
-    return encode_payload(payload)
-
-
-# Endpoints whose queued payload is a tuple (hot paths) rather than a ready dict.
-ENCODERS: Final[dict[str, Callable[[Any], str]]] = {"log_metric": _encode_metric}
-
+FAILING_FLUSH_WAIT_S: Final = 1.0  # the most an untimed flush waits on a failing writer
 
 class Flush:
     """A marker in the queue: set once everything queued before it is committed."""
@@ -142,7 +86,7 @@ class JournalWriter:
                  max_queue: int = DEFAULT_MAX_QUEUE, synchronous: str = "NORMAL",
                  max_journal_bytes: int | None = None):
         self.path = os.path.abspath(path)
-        Journal.open(self.path, create=True).close()  # create and migrate, then raw access
+        create_for_recording(self.path)  # create and migrate, then raw access
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.synchronous = synchronous
@@ -221,13 +165,29 @@ class JournalWriter:
             conn.close()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Make everything queued so far durable; True if it was written in time."""
+        """Make everything queued so far durable; True if it was written in time.
+
+        ``timeout=None`` waits for the write, but not while the writer is failing: then it
+        returns False at once, or within ``FAILING_FLUSH_WAIT_S`` when the failure starts
+        during the wait (a full disk must not stop a ``durability="call"`` loop).
+        """
         if self._closed or not self._thread.is_alive():
             return not self.queue
         marker = Flush()
         self.queue.append(marker)
         self._wake.set()
-        if not marker.done.wait(timeout):
+        if timeout is None:
+            if not self._healthy:
+                return False
+            failing_since = None
+            while not marker.done.wait(0.05):
+                if self._healthy:
+                    failing_since = None
+                elif failing_since is None:
+                    failing_since = time.monotonic()
+                elif time.monotonic() - failing_since > FAILING_FLUSH_WAIT_S:
+                    return False
+        elif not marker.done.wait(timeout):
             return False
         return marker.ok
 
@@ -254,6 +214,7 @@ class JournalWriter:
     # --- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        child_exit.leave_termination_to_main_thread()
         queue = self.queue
         while True:
             if len(queue) < BIG_BATCH:
@@ -287,53 +248,62 @@ class JournalWriter:
 
     def _write_with_retries(self, batch: list) -> bool:
         """Write a batch; on failure keep retrying while the process lives and we are open."""
-        rows = None
+        rows = self._encode(batch)
+        complete = len(rows) == len(batch)
         while True:
             try:
-                if rows is None:
-                    rows = self._encode(batch)
-                self._insert(rows)
+                written = self._insert(rows)
             except Exception as exc:  # never let the thread die: report, count, retry
+                if row_insert.disk_full(exc) and len(rows) > 1:
+                    consumed, written = row_insert.write_what_fits(self._insert, rows)
+                    self.stats.journaled += written
+                    complete = complete and written == consumed
+                    rows = rows[consumed:]
+                    if not rows:
+                        return complete
                 self._healthy = False
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                permanent = isinstance(exc, _JournalGone) or rows is None
+                permanent = isinstance(exc, _JournalGone)
                 self._report(type(exc).__name__, f"cannot write to the journal: {exc}"
                              + ("" if permanent else "; retrying"))
                 if permanent or self._closing:
-                    self.stats.lost += len(batch)
+                    self.stats.lost += len(rows)
                     return False
                 time.sleep(RETRY_PAUSE_S)
                 continue
-            self.stats.journaled += len(rows)
+            self.stats.journaled += written
             if not self._healthy:
                 self._healthy = True
                 logger.warning("comet-journal: writing to %s works again", self.path)
                 self._reported.clear()
-            return True
+            return complete and written == len(rows)
 
-    @staticmethod
-    def _encode(batch: list) -> list[tuple]:
+    def _encode(self, batch: list) -> list[tuple]:
         encoders = ENCODERS
         rows = []
         append = rows.append
         for endpoint, exp_id, t, payload in batch:
-            text = (encoders[endpoint](payload) if payload.__class__ is tuple
-                    else encode_payload(payload))
-            append((endpoint, exp_id, int(t * 1000), text))
+            try:
+                text = (encoders[endpoint](payload) if payload.__class__ is tuple
+                        else encode_payload(payload))
+                append((endpoint, exp_id, int(t * 1000), text))
+            except Exception as exc:  # one bad call, not the batch
+                self._lose_row(endpoint, exc)
         return rows
 
-    def _insert(self, rows: list[tuple]) -> None:
+    def _insert(self, rows: list[tuple]) -> int:
         with self._conn_lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(INSERT_CALL, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            return row_insert.insert_rows(self._connection(), rows, self._lose_row,
+                                          self._report)
+
+    def _lose_row(self, endpoint: str, exc: Exception) -> None:
+        self.stats.lost += 1
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        self._report(f"bad-row-{type(exc).__name__}", f"one {endpoint} call could not be "
+                     f"journaled and was dropped ({type(exc).__name__}: {exc}); the others "
+                     "are written")
 
     def _connection(self) -> sqlite3.Connection:
         self._check_file()
@@ -374,6 +344,21 @@ class _JournalGone(RuntimeError):
 def _after_fork_in_child() -> None:
     for writer in list(_WRITERS):
         writer._after_fork_in_child()
+    child_exit.arm(close_writers_before_exit)
+
+
+def close_writers_before_exit(reason: str,
+                              timeout: float = child_exit.EXIT_FLUSH_TIMEOUT_S) -> None:
+    """Write what this (forked) process queued, before it leaves; report what could not be."""
+    pid = os.getpid()
+    for writer in list(_WRITERS):
+        if writer._pid != pid or writer._closed:
+            continue
+        stats = writer.close(timeout)
+        if stats["lost"]:
+            report_problem(f"forked process {pid} is leaving ({reason}) with {stats['lost']} "
+                           f"calls not journaled into {writer.path} "
+                           f"({stats['last_error'] or 'the writer did not finish in time'})")
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

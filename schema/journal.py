@@ -19,6 +19,7 @@ import os
 import socket
 import sqlite3
 import struct
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 
 from comet_journal.schema import migrations, tables
+from comet_journal.schema.wal import pages_in_wal
 from comet_journal.schema.errors import (CorruptJournalError, JournalError, JournalLockedError,
                            JournalNotFoundError, NewerFormatError, NotAJournalError,
                            TruncatedJournalError)
@@ -89,11 +91,13 @@ def read_header(path: str | os.PathLike) -> Header:
                                      f"(application_id {application_id:#x})")
     if page_size < 512 or page_size & (page_size - 1):
         raise CorruptJournalError(path, f"has an invalid page size {page_size}")
-    if header.page_count_valid and size < page_count * page_size:
+    if (header.page_count_valid and size < page_count * page_size
+            and not _missing_pages_in_wal(path, size, page_count, page_size)):
         raise TruncatedJournalError(
             path, f"is {size} bytes but its header says {page_count * page_size}: truncated",
             "copy the journal again")
-    if size % page_size:
+    if size % page_size and not _missing_pages_in_wal(path, size, size // page_size + 1,
+                                                       page_size):
         raise TruncatedJournalError(path, f"is {size} bytes, not a whole number of "
                                           f"{page_size}-byte pages: truncated",
                                     "copy the journal again")
@@ -102,6 +106,13 @@ def read_header(path: str | os.PathLike) -> Header:
                                      f"reads formats up to {migrations.format_version()}",
                                UPGRADE_HINT)
     return header
+
+
+def _missing_pages_in_wal(path: str, size: int, page_count: int, page_size: int) -> bool:
+    """True when every page past the main file's whole pages is in the WAL: a checkpoint
+    that ran out of disk space, not a truncated copy."""
+    pages, _db_pages = pages_in_wal(path, page_size)
+    return all(n in pages for n in range(size // page_size + 1, page_count + 1))
 
 
 def is_journal(path: str | os.PathLike) -> bool:
@@ -275,6 +286,33 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def create_for_recording(path: str) -> None:
+    """Create (or open) and migrate the journal a recorder writes; when that fails on the
+    file system, say which directory and why, instead of SQLite's "unable to open"."""
+    try:
+        Journal.open(path, create=True).close()
+    except JournalError:
+        raise  # already names the file and the problem
+    except (OSError, sqlite3.Error) as exc:
+        directory = os.path.dirname(path)
+        raise JournalError(directory, f"cannot create or write the journal "
+                           f"{os.path.basename(path)!r} in this directory: "
+                           f"{_write_problem(directory) or exc}",
+                           "choose a writable directory with journal=... or $COMET_JOURNAL"
+                           ) from None
+
+
+def _write_problem(directory: str) -> str | None:
+    """Why files cannot be created in ``directory`` (the OS's words), or None."""
+    if not os.path.isdir(directory):
+        return "no such directory"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def _engine(path: str, readonly: bool) -> Engine:

@@ -53,5 +53,4 @@ def main(journal: str, epochs: int = 5, steps_per_epoch: int = 200) -> str:
 
 
 if __name__ == "__main__":
-    target = sys.argv[1] if len(sys.argv) > 1 else "demo.db"
-    print(f"recorded experiment {main(target)} into {target}")
+    main(sys.argv[1] if len(sys.argv) > 1 else "demo.db")  # end() prints where it is

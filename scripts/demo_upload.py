@@ -31,20 +31,26 @@ def main(journal: str) -> int:
         second = subprocess.run([comet_upload, "--url", emu.url, journal], env=env)
         state = emu.state()
     print("\n== 5. what the server holds (the emulator's state)")
-    requests_total = state["requests"]["total"]
-    print(f"requests received: {requests_total}, applied writes: {len(state['applied'])}, "
+    print(f"requests received: {state['requests']['total']} (write requests applied: "
+          f"{len(state['applied'])}; metrics, parameters and output lines go in batches), "
           f"repeated Idempotency-Keys: {state['idempotency_replays']}")
     for key, exp in state["experiments"].items():
-        metrics = exp.get("metrics") or []
-        points = sum(len(v) if isinstance(v, list) else 1 for v in
-                     (metrics.values() if isinstance(metrics, dict) else [metrics]))
-        print(f"experiment {key}: {exp.get('workspace')}/{exp.get('project')} "
-              f"name={exp.get('name')!r}")
-        print(f"  metric points: {points}   parameters: {len(exp.get('parameters') or {})}   "
-              f"others: {len(exp.get('others') or {})}   tags: {exp.get('tags')}")
-        print(f"  assets: {[a.get('fileName') for a in exp.get('assets') or []]}   "
-              f"output lines: {len(exp.get('output') or [])}   state: {exp.get('state')}")
+        _print_experiment(key, exp)
     return first.returncode or second.returncode
+
+
+def _print_experiment(key: str, exp: dict) -> None:
+    metrics = exp.get("metrics") or {}
+    points = sum(len(v) if isinstance(v, list) else 1 for v in
+                 (metrics.values() if isinstance(metrics, dict) else [metrics]))
+    print(f"experiment {key}: {exp.get('workspace')}/{exp.get('project')} "
+          f"name={exp.get('name')!r}")
+    print(f"  metric points: {points}   parameters: {len(exp.get('parameters') or {})}   "
+          f"others: {len(exp.get('others') or {})}   tags: {exp.get('tags')}")
+    assets = [a.get("fileName") if not a.get("type") else f"{a.get('type')}"
+              for a in exp.get("assets") or []]
+    ended = "ended" if exp.get("endTimeMillis") else "running"
+    print(f"  assets: {assets}   output lines: {len(exp.get('output') or [])}   run: {ended}")
 
 
 if __name__ == "__main__":

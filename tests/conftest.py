@@ -10,6 +10,9 @@ import pytest
 # (system details, code, git patch, output, samples) is off unless a test turns it back on
 # (tests/auto_helpers.py). Set before anything starts, so subprocesses inherit it too.
 os.environ.setdefault("COMET_JOURNAL_AUTO_LOG", "0")
+# Nor does end() print its how-to-upload line (tests/test_cli_first_hour.py checks it with
+# the variable removed): tests compare stderr exactly.
+os.environ.setdefault("COMET_JOURNAL_QUIET", "1")
 
 from comet_journal.emulator.testing import EmulatorClient, EmulatorFactory
 

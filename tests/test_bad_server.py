@@ -165,15 +165,16 @@ def test_a_200_of_garbage_until_the_deadline_is_reported_and_nothing_is_marked(
 
 # --- 200 with an unexpected shape ---------------------------------------------------------------
 
-def test_a_create_answered_without_a_key_stops_with_a_clear_error(emulator_factory, journal):
+def test_a_create_answered_without_a_key_is_never_taken_as_done(emulator_factory, journal):
     emulator = emulator_factory(clientlib=False)  # creation by write/experiment/create
     with MisbehavingServer(upstream=emulator.url) as proxy:
         proxy.add(Rule(path=ENDPOINTS["experiment_create"].path, status=200,
                        body=b'{"status": "ok"}', content_type="application/json"))
-        proc = _upload(proxy.url, journal)
+        # an unknown outcome: looked up, retried, until the deadline; nothing else is sent
+        proc = _upload(proxy.url, journal, "--deadline", "3")
         assert proc.returncode == 1, proc.stderr
         assert "Traceback" not in proc.stderr
-        assert "without an experimentKey" in proc.stderr and "--url" in proc.stderr
+        assert "no experimentKey in the answer" in proc.stderr
         pending = _pending(proxy.url, journal)
         assert pending["experiment_create"] == 1 and pending["log_metric"] == METRIC_CALLS
         assert not [a for a in emulator.state()["applied"] if a["endpoint"] != "experiment_create"]

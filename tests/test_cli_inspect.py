@@ -47,7 +47,7 @@ def test_inspect_text(journal):
     assert out.returncode == 0, out.stderr
     assert "ws/proj" in out.stdout and "name=demo" in out.stdout
     assert "log_metric" in out.stdout and " 10" in out.stdout
-    assert "1000 B in 1 blobs" in out.stdout
+    assert "1000 B in 1 blob (deduplicated)" in out.stdout  # "1 blob", not "1 blobs"
 
 
 def test_inspect_json(journal):

@@ -385,12 +385,15 @@ def test_watch_imports_archives_appearing_and_uploads_them_once(emulator, full_a
 
 # --- bounded memory ---------------------------------------------------------------------------
 
+# VmHWM, this process's own peak: ru_maxrss would carry the forking parent's peak across
+# exec on Linux (a pytest process grown by earlier tests)
 MEASURE_IMPORT = r'''
-import json, resource, sys
+import json, sys
 from comet_journal.uploader.importer import import_source
 result = import_source(sys.argv[1], journal=sys.argv[2])
-print(json.dumps({"calls": result.calls,
-                  "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:"))
+print(json.dumps({"calls": result.calls, "max_rss_mb": hwm / 1024}))
 '''
 
 

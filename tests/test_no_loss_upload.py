@@ -91,3 +91,51 @@ def test_a_slow_loris_server_counts_as_a_timeout_and_the_deadline_ends_the_run(t
     assert "no successful answer" in report["error"]
     # before: the per-read timeout never fired (a byte a second) and this never ended
     assert elapsed < 40
+
+
+# --- a kill leaves in doubt only the calls in flight ---------------------------------------
+
+def _metric_journal(path, points: int) -> str:
+    from test_upload_support import new_experiment
+    with new_experiment(path, "acks") as exp:
+        for i in range(points):
+            exp.log_metric("loss", 1.0 / (i + 1), step=i)
+    return str(path)
+
+
+@pytest.mark.timeout(120)
+def test_a_kill_duplicates_at_most_the_calls_in_flight_without_read_back(emulator_factory,
+                                                                          tmp_path):
+    """A server with no read API (every read 404) and no deduplication: after each SIGKILL
+    the uploader cannot look anything up, so whatever was applied but not yet recorded is
+    sent again. Acks are recorded as they come, so that is at most what was in flight."""
+    import os
+    import signal
+    import subprocess
+
+    from test_upload_support import CLI, FAST, KEY, ROOT, applied_counts, run_cli
+
+    concurrency, kills = 4, 3
+    path = _metric_journal(tmp_path / "run.db", 3000)
+    emu = emulator_factory(dedupe=False, faults={"rules": [
+        {"route": "read:experiment/metrics/get-metric", "kind": "status", "status": 404},
+        {"route": "log_metric", "kind": "latency", "ms": 2}]})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env["PYTHONPATH"] = ROOT
+    for _ in range(kills):
+        before = applied_counts(emu).get("log_metric", 0)
+        proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST,
+                                 "--concurrency", str(concurrency), path], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while applied_counts(emu).get("log_metric", 0) < before + 200 and \
+                time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run_cli("--url", emu.url, "--api-key", KEY, *FAST, path, check=0, timeout=90)
+    points = [a for a in emu.state()["applied"] if a["endpoint"] == "log_metric"]
+    steps = [a["fields"]["step"] for a in points]
+    duplicated = len(steps) - len(set(steps))
+    assert set(steps) == set(range(3000))  # nothing lost
+    assert duplicated <= kills * concurrency, duplicated

@@ -51,9 +51,9 @@ def test_a_copy_uploaded_from_a_second_host_finishes_the_upload_exactly_once(
                    timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert [os.path.basename(j["journal"]) for j in summary["journals"]] == ["other.db",
-                                                                             "run.db"]
-    copied = summary["journals"][1]
+    by_name = {os.path.basename(j["journal"]): j for j in summary["journals"]}
+    assert set(by_name) == {"other.db", "run.db"}
+    copied = by_name["run.db"]
     assert copied["found_by_readback"] > 0  # host A's calls were found, not sent again
     want = Counter(journal_item_list(str(usb / "run.db"), state_b)) + \
         Counter(journal_item_list(other, state_b))
@@ -67,5 +67,5 @@ def test_a_directory_without_journals_is_a_clear_error(emulator, tmp_path):
     empty.mkdir()
     (empty / "notes.db").write_bytes(b"not a journal")
     proc = run_cli("--url", emulator.url, "--api-key", KEY, *FAST, str(empty))
-    assert proc.returncode == 1
-    assert "no journal under this directory" in proc.stderr and str(empty) in proc.stderr
+    assert proc.returncode == 2
+    assert "directory with no journal" in proc.stderr and str(empty) in proc.stderr

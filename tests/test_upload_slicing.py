@@ -54,8 +54,8 @@ def test_a_shared_gate_holds_the_replay_and_learns_its_throttles(emulator, tmp_p
                                     "retry_after": 0.2, "count": 1}]})
     daemon_stop = threading.Event()  # shared by every upload of a daemon: only ever read
     started = time.monotonic()
-    summary = upload_journal(path, config(emulator), Options(
-        gate=gate, stop=daemon_stop, policy=RetryPolicy(**FAST)))
+    summary = upload_journal(path, config(emulator), Options(  # per call: log_metric throttles
+        gate=gate, stop=daemon_stop, batch=False, policy=RetryPolicy(**FAST)))
     assert time.monotonic() - started >= 1.0  # it waited for the shared pause
     assert summary.throttled == 1 and gate.pauses == 2  # its own 429 paused the shared gate
     assert not daemon_stop.is_set() and not summary.more_pending
@@ -112,8 +112,8 @@ def test_stop_abandons_a_hung_request_after_the_grace_and_reads_it_back(emulator
     stop = threading.Event()
     timer = threading.Timer(0.5, stop.set)
     timer.start()
-    summary, elapsed = upload_in_thread(path, config(emu), Options(
-        concurrency=4, stop=stop, policy=RetryPolicy(**FAST)), timeout=15)
+    summary, elapsed = upload_in_thread(path, config(emu), Options(  # per call: log_metric
+        concurrency=4, stop=stop, batch=False, policy=RetryPolicy(**FAST)), timeout=15)
     timer.cancel()
     assert elapsed < 0.5 + STOP_GRACE_S + 1.5
     assert summary.more_pending and summary.uploaded == summary.pending - 1

@@ -12,7 +12,8 @@ from collections import Counter
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = [sys.executable, "-m", "comet_journal.uploader.cli"]
 KEY = "test-key"
-FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.05", "--timeout", "3"]
+# --no-batch: these tests check the per-call routes; batching (the default) has its own tests
+FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.05", "--timeout", "3", "--no-batch"]
 
 
 def new_experiment(path, name=None, **kw):

@@ -16,7 +16,7 @@ import pytest
 from test_upload_support import (CLI, KEY, ROOT, applied_items, journal_items, make_journal,
                                  run_cli)
 
-FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.2", "--rescan", "0.5",
+FAST = ["--no-batch", "--backoff-base", "0.01", "--backoff-cap", "0.2", "--rescan", "0.5",
         "--time-slice", "2"]
 
 LIVE_WRITER = """

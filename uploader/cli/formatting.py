@@ -21,6 +21,8 @@ def human_time_ms(ms: int | None) -> str:
 
 
 def human_duration_s(seconds: float) -> str:
+    if seconds < 10:  # "in 0s" for a 0.4 s upload says nothing
+        return f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s"
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)

@@ -9,9 +9,9 @@ import sys
 
 import click
 
+from comet_journal.uploader.cli.options import output_options, setup_logging
 from comet_journal.uploader.errors import redact
 from comet_journal.uploader.importer import ArchiveError, ImportResult, import_source
-from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_journals
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -49,10 +49,10 @@ def _fail(exc: ArchiveError) -> None:
               "$COMET_WORKSPACE.")
 @click.option("--project-name", help="For a source that names none (a rescued run): default "
               "$COMET_PROJECT_NAME.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@output_options()
 @state_option
 def import_command(sources, journal, placeholder, partial, workspace, project_name, as_json,
-                   state_dir) -> None:
+                   quiet, verbose, state_dir) -> None:
     """Convert each SOURCE into a journal: an OfflineExperiment archive (<key>.zip), its
     unpacked directory, or the temporary directory (holding messages.json) of a run that
     never reached end(). Importing the same run again changes nothing.
@@ -64,6 +64,7 @@ def import_command(sources, journal, placeholder, partial, workspace, project_na
           --workspace ws --project-name proj
       comet-upload import run.zip --journal run.db && comet-upload run.db
     """
+    setup_logging(verbose, quiet)
     if journal and len(sources) > 1 and not os.path.isdir(journal):
         raise click.UsageError("--journal names one journal file: give one SOURCE, or an "
                                "existing directory")
@@ -108,18 +109,9 @@ def _print_result(r: ImportResult) -> None:
 
 def journals_for_upload(paths, state_dir: str | None) -> list[str]:
     """``comet-upload ARCHIVE.zip``: each ``*.zip`` becomes its imported journal (imported
-    now unless it already was, in the state directory); ``comet-upload DIR``: every journal
-    under it, in name order; other paths pass through."""
+    now unless it already was, in the state directory); other paths pass through."""
     out = []
     for path in paths:
-        if os.path.isdir(path):
-            found = sorted(iter_journals([str(path)]))
-            if not found:
-                click.echo(f"Error: {path}: no journal under this directory", err=True)
-                click.echo(f"Hint: journals are files matching {DEFAULT_PATTERN}", err=True)
-                sys.exit(EXIT_ERROR)
-            out.extend(found)
-            continue
         if str(path).lower().endswith(".zip"):
             try:
                 result = import_source(path, state_dir=state_dir)

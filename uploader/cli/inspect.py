@@ -9,23 +9,26 @@ import click
 
 from comet_journal.schema.errors import JournalError
 from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
-from comet_journal.uploader.cli.options import EXIT_ERROR
+from comet_journal.uploader.cli.options import (EXIT_ERROR, expand_directories,
+                                                output_options, setup_logging)
 from comet_journal.uploader.journal.inspect import inspect_journal
 
 
 @click.command("inspect")
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per journal.")
-def inspect_command(journals: tuple[str, ...], as_json: bool) -> None:
-    """Show what a journal holds: experiments, calls per endpoint, asset bytes, time span
-    and format version. Never writes to the journal.
+@click.argument("journals", nargs=-1, required=True, type=click.Path(exists=True))
+@output_options()
+def inspect_command(journals: tuple[str, ...], as_json: bool, quiet: bool,
+                    verbose: int) -> None:
+    """Show what a journal holds (a directory: every journal under it): experiments, calls
+    per endpoint, asset bytes, time span and format version. Never writes to the journal.
 
     \b
     Example:
       comet-upload inspect run.db
     """
+    setup_logging(verbose, quiet)
     failed = False
-    for path in journals:
+    for path in expand_directories(journals):  # a directory: every journal under it
         try:
             summary = inspect_journal(path)
         except JournalError as exc:
@@ -48,8 +51,8 @@ def _print_inspect(s) -> None:
     click.echo(f"calls:          {s.calls}")
     click.echo(f"time span:      {human_time_ms(s.first_ms)} .. {human_time_ms(s.last_ms)} "
                f"({human_duration_s(span)})")
-    click.echo(f"asset bytes:    {human_bytes(s.asset_bytes)} in {s.asset_blobs} blobs "
-               "(deduplicated)")
+    blobs = "1 blob" if s.asset_blobs == 1 else f"{s.asset_blobs} blobs"
+    click.echo(f"asset bytes:    {human_bytes(s.asset_bytes)} in {blobs} (deduplicated)")
     click.echo(f"experiments:    {len(s.experiments)}")
     for exp in s.experiments:
         state = "ended" if exp.ended else "not ended"

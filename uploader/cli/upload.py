@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import threading
-import time
 
 import click
 
@@ -14,24 +12,27 @@ from comet_journal.schema.errors import JournalError
 from comet_journal.uploader.cli.imports import journals_for_upload, state_option
 from comet_journal.uploader.cli.formatting import human_bytes, human_duration_s, human_time_ms
 from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_OK,
-                                                EXIT_REJECTED, error, parse_deadline,
-                                                pending_reports, resolve_or_exit,
+                                                EXIT_REJECTED, batch_option, error,
+                                                expand_directories, output_options,
+                                                parse_deadline, pending_reports,
+                                                rejection_text, resolve_or_exit,
                                                 retry_options, server_options, setup_logging,
                                                 target_config)
+from comet_journal.uploader.cli.progress import ProgressBar, finish_bar
 from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
-from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy
+from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy, ServerGate
 
 
 @click.command("upload", epilog=EXIT_CODES_HELP)
-@click.argument("journals", nargs=-1, required=True, type=click.Path())
+@click.argument("journals", nargs=-1, required=True, type=click.Path(exists=True))
 @server_options
 @click.option("--ca-bundle", type=click.Path(dir_okay=False),
               help="Verify TLS with this CA bundle (verification is always on).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Requests in flight at once (over independent streams).")
-@click.option("--batch", is_flag=True, help="Send metrics, parameters and output lines in the "
-              "SDK's gzip batches where the server offers them (lossless).")
-@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@batch_option
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True,
+              help="Most metrics, parameters or output lines in one batch request.")
 @click.option("--deadline", default=str(int(DEFAULT_DEADLINE_S)), show_default=True,
               help="Give up when the server has not answered successfully for this many "
                    "seconds ('forever' to keep trying). Progress is kept.")
@@ -42,21 +43,20 @@ from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy
               "to this server, wait for it instead of refusing.")
 @click.option("--dry-run", is_flag=True, help="Show what would be sent, per experiment and "
               "endpoint; send nothing, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-@click.option("-v", "--verbose", count=True, help="More log lines on stderr (-vv: debug).")
+@output_options()
 # (bad-input battery) how long to wait for a journal another process holds locked
 @click.option("--busy-timeout", type=click.FloatRange(0, None), default=30.0,
               show_default=True, help="Seconds to wait for a journal that another process "
               "holds locked before giving up on it (exit 1).")
 @state_option
-def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, concurrency,
-                   batch, batch_size, deadline, backoff_base, backoff_cap, timeout,
-                   retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
+def upload_command(journals, api_key, api_key_file, url, workspace, project_name, ca_bundle,
+                   concurrency, batch, batch_size, deadline, backoff_base, backoff_cap,
+                   timeout, retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
                    busy_timeout, state_dir) -> None:
-    """Upload each JOURNAL: every pending call, in journal order, exactly once.
+    """Upload each JOURNAL: every pending call, in journal order, exactly once. A directory
+    means every journal (*.db) under it.
 
     Progress is recorded in the uploader's state directory (--state; never in the journal or
     its directory) as the server acknowledges each call: stop it at any point (even kill -9)
@@ -65,6 +65,7 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     \b
     Examples:
       comet-upload run.db
+      comet-upload runs/                          (every journal under runs/)
       COMET_API_KEY=... comet-upload --url https://comet.example.com runs/*.db
       comet-upload --json --deadline forever run.db
       comet-upload offline/<key>.zip   (an OfflineExperiment archive: imported, then uploaded)
@@ -74,61 +75,64 @@ def upload_command(journals, api_key, url, workspace, project_name, ca_bundle, c
     deadline_s = parse_deadline(deadline)
     from comet_journal.schema.journal import set_busy_timeout
     set_busy_timeout(busy_timeout)
+    journals = expand_directories(journals)
     journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
     if dry_run:
-        sys.exit(_dry_run(journals, url, workspace, project_name, as_json))
+        sys.exit(_dry_run(journals, url, workspace, project_name, as_json,
+                          key_given=bool(api_key or api_key_file)))
     config = dataclasses.replace(resolve_or_exit(api_key, url, workspace, project_name,
-                                                 ca_bundle), state_dir=state_dir)
+                                                 ca_bundle, api_key_file), state_dir=state_dir)
     from comet_journal.uploader.replay.summary import Options
     from comet_journal.uploader.upload import upload_journal
 
     policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=deadline_s,
                          read_timeout_s=timeout)
     show_bar = progress if progress is not None else (sys.stderr.isatty() and not quiet)
+    gate = ServerGate(policy, config.url)  # its retry state feeds the progress line
     results = []
     exit_code = EXIT_OK
     for path in journals:
-        bar = _ProgressBar(path) if show_bar and not quiet else None
+        bar = ProgressBar(path, gate) if show_bar and not quiet else None
         options = Options(concurrency=concurrency, batch=batch, batch_size=batch_size,
-                          retry_rejected=retry_rejected, policy=policy,
+                          retry_rejected=retry_rejected, policy=policy, gate=gate,
                           on_progress=bar.update if bar else None)
         try:
             summary = upload_journal(path, config, options, wait=wait)
         except JournalError as exc:
-            _finish_bar(bar)
+            finish_bar(bar)
             error(str(exc), exc.hint)
             results.append({"journal": path, "error": redact(str(exc))})
             exit_code = EXIT_ERROR
             continue
         except AuthError as exc:
-            _finish_bar(bar)
+            finish_bar(bar)
             error(exc.message, exc.hint)
             results.append({"journal": path, "error": redact(exc.message)})
             exit_code = EXIT_ERROR
             break  # the same key would be refused for every other journal
         except UploadError as exc:
-            _finish_bar(bar)
+            finish_bar(bar)
             error(exc.message, exc.hint)
             results.append({"journal": path, "error": redact(exc.message)})
             exit_code = EXIT_ERROR
             continue
         except KeyboardInterrupt:
-            _finish_bar(bar)
-            error("interrupted; progress is saved in the journal",
+            finish_bar(bar)
+            error("interrupted; progress is saved in the state directory",
                    "run the same command again to continue")
             sys.exit(EXIT_ERROR)
-        _finish_bar(bar)
+        finish_bar(bar)
         results.append(summary.as_dict())
         if summary.rejected and exit_code == EXIT_OK:
             exit_code = EXIT_REJECTED
         if not as_json:
-            _print_summary(summary)
+            _print_summary(summary, batch)
     if as_json:
         click.echo(json.dumps({"exit_code": exit_code, "journals": results}, sort_keys=True))
     sys.exit(exit_code)
 
 
-def _print_summary(s) -> None:
+def _print_summary(s, batch: bool) -> None:
     click.echo(f"journal:   {s.journal}")
     click.echo(f"server:    {s.server}")
     for exp in s.experiments:
@@ -137,64 +141,36 @@ def _print_summary(s) -> None:
                    + (f"  {exp.link}" if exp.link else ""))
     click.echo(f"uploaded:  {s.uploaded} calls ({human_bytes(s.bytes_sent)}) in "
                f"{human_duration_s(s.elapsed_s)}"
-               + (f", {s.batches} batches" if s.batches else ""))
+               + (f", in {s.batches} batches" if batch and s.batches else ""))
     click.echo(f"skipped:   {s.skipped + s.found_by_readback} already uploaded"
                + (f" ({s.found_by_readback} found on the server by read-back)"
                   if s.found_by_readback else ""))
     click.echo(f"retried:   {s.retried} (throttled {s.throttled})")
     click.echo(f"rejected:  {len(s.rejected)}")
     for r in s.rejected[:50]:
-        status = f"HTTP {r['status']}" if r["status"] else "not sent"
-        click.echo(f"  call {r['seq']} ({r['endpoint']}): {status}: {r['message']}")
+        click.echo(f"  call {r['seq']} ({r['endpoint']}): {rejection_text(r)}")
     if len(s.rejected) > 50:
         click.echo(f"  ... and {len(s.rejected) - 50} more (see --json)")
     if s.rejected:
         click.echo("  (kept in the journal: send them again with --retry-rejected)")
 
 
-class _ProgressBar:
-    """``[#####     ] 1234/5000 calls  1.2 MiB  850 calls/s  ETA 4s`` on stderr."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.started = time.monotonic()
-        self.lock = threading.Lock()
-        self.drawn = False
-
-    def update(self, s) -> None:
-        with self.lock:
-            done, total = s.done, max(s.pending, 1)
-            elapsed = max(time.monotonic() - self.started, 1e-6)
-            rate = done / elapsed
-            eta = (total - done) / rate if rate > 0 and done < total else 0
-            width = 24
-            filled = int(width * min(done, total) / total)
-            line = (f"\r{self.path}: [{'#' * filled}{' ' * (width - filled)}] {done}/{s.pending}"
-                    f" calls  {human_bytes(s.bytes_sent)}  {rate:,.0f} calls/s  "
-                    f"ETA {human_duration_s(eta)} ")
-            sys.stderr.write(line)
-            sys.stderr.flush()
-            self.drawn = True
-
-
-def _finish_bar(bar) -> None:
-    if bar is not None and bar.drawn:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def _dry_run(journals, url, workspace, project_name, as_json) -> int:
+def _dry_run(journals, url, workspace, project_name, as_json, key_given: bool) -> int:
     try:
         cfg = target_config(url, workspace, project_name)
     except ConfigError as exc:
         error(exc.message, exc.hint)
         return EXIT_ERROR
     reports, code = pending_reports(journals, cfg)
+    if not key_given and not cfg.api_key.reveal() and not as_json:
+        click.echo("Warning: no API key is set: the real upload needs one "
+                   "($COMET_API_KEY, --api-key-file or ~/.comet.config)", err=True)
     for report in reports:
         if not as_json and not isinstance(report, dict):
-            click.echo(f"dry run: would upload {report.pending} calls "
-                       f"({human_bytes(report.pending_bytes)}) of {report.journal} to "
-                       f"{report.server} (nothing sent)")
+            click.echo(f"dry run: would upload {report.pending} calls of {report.journal} to "
+                       f"{report.server} (nothing sent); payload and assets "
+                       f"{human_bytes(report.pending_bytes)}, plus the requests' encoding "
+                       "and headers")
             print_pending(report)
     if as_json:
         click.echo(json.dumps({"dry_run": True, "exit_code": code, "journals": [

@@ -11,6 +11,7 @@ import webbrowser
 import click
 
 from comet_journal.schema.errors import JournalError
+from comet_journal.uploader.cli.options import output_options, setup_logging
 from comet_journal.uploader.journal.read import METRIC_COLUMNS, RunIndex
 from comet_journal.uploader.viewer.server import Viewer, is_loopback, make_server, new_token, url_of
 
@@ -33,8 +34,10 @@ def _index_or_exit(paths: tuple[str, ...]) -> RunIndex:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="0 picks a free port.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
-def view_command(paths, host, port, open_browser) -> None:
+@output_options()
+def view_command(paths, host, port, open_browser, as_json, quiet, verbose) -> None:
     """Serve a local, read-only web page over the journals at PATHS (files or directories)."""
+    setup_logging(verbose, quiet)
     index = _index_or_exit(paths)
     viewer = Viewer(index, None if is_loopback(host) else new_token())
     try:
@@ -44,7 +47,7 @@ def view_command(paths, host, port, open_browser) -> None:
                    "  hint: another --port, or --port 0 for a free one", err=True)
         sys.exit(2)
     url = url_of(server, host, viewer.token)
-    click.echo(f"listening on {url}", nl=True)
+    click.echo(json.dumps({"listening": url}) if as_json else f"listening on {url}")
     sys.stdout.flush()
     threading.Thread(target=viewer.warm, name="view-warm", daemon=True).start()
     if open_browser:
@@ -65,8 +68,12 @@ def view_command(paths, host, port, open_browser) -> None:
               show_default=True)
 @click.option("-o", "--output", "out", type=click.File("w", encoding="utf-8"), default="-",
               help="File to write (default: stdout).")
-def export_command(paths, fmt, what, out) -> None:
-    """Write every metric point, parameter or output line of the runs at PATHS (no sampling)."""
+@output_options()
+def export_command(paths, fmt, what, out, as_json, quiet, verbose) -> None:
+    """Write every metric point, parameter or output line of the runs at PATHS (no sampling).
+    --json is --format jsonl (one JSON object per row)."""
+    setup_logging(verbose, quiet)
+    fmt = "jsonl" if as_json else fmt
     index = _index_or_exit(paths)
     columns = {"metrics": ("run",) + METRIC_COLUMNS,
                "params": ("run", "name", "value"),

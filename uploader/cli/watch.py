@@ -9,13 +9,14 @@ import sys
 
 import click
 
-from comet_journal.uploader.cli.options import (EXIT_ERROR, error, parse_deadline,
+from comet_journal.uploader.cli.options import (EXIT_ERROR, batch_option, error,
+                                                output_options, parse_deadline,
                                                 resolve_or_exit, retry_options,
-                                                server_options, setup_logging)
+                                                server_options, setup_logging,
+                                                stale_after_option)
 from comet_journal.uploader.cli.imports import state_option
 from comet_journal.uploader.errors import UploadError
 from comet_journal.uploader.watch.events import EventLog
-from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S
 from comet_journal.uploader.replay.summary import Options
 from comet_journal.uploader.wire.retry import RetryPolicy
 from comet_journal.uploader.watch.daemon import (DEFAULT_PARALLEL, DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
@@ -48,14 +49,12 @@ def _after_upload(value: str) -> str:
               show_default=True, help="Journals uploaded at once.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Requests in flight at once per journal.")
-@click.option("--batch", is_flag=True, help="Use the SDK's gzip batch endpoints where the "
-              "server offers them (lossless).")
+@batch_option
 @click.option("--time-slice", type=float, default=DEFAULT_TIME_SLICE_S, show_default=True,
               help="Seconds one journal uploads before others get their turn.")
 @click.option("--rescan", type=float, default=DEFAULT_RESCAN_S, show_default=True,
               help="Seconds between safety rescans of the directories.")
-@click.option("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, show_default=True,
-              help="A run with no growth and no live writer for this long is reported stale.")
+@stale_after_option
 @click.option("--after-upload", callback=lambda c, p, v: _after_upload(v), default="keep",
               show_default=True, help="What to do with a journal whose run ended and is fully "
               "uploaded: keep, delete, or move:DIR.")
@@ -63,12 +62,10 @@ def _after_upload(value: str) -> str:
 @click.option("--deadline", default="forever", show_default=True,
               help="Give up on the server after this many seconds without a successful answer.")
 @retry_options
-@click.option("--json-log", is_flag=True, help="One JSON object per event on stderr.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-@click.option("-v", "--verbose", count=True, help="More detail (-vv: debug).")
-def watch_command(directories, api_key, url, workspace, project_name, ca_bundle, pattern, poll,
+@output_options(json_aliases=("--json-log",))
+def watch_command(directories, api_key, api_key_file, url, workspace, project_name, ca_bundle, pattern, poll,
                   parallel, concurrency, batch, time_slice, rescan, stale_after, after_upload,
-                  no_keepalive, deadline, backoff_base, backoff_cap, timeout, json_log, quiet,
+                  no_keepalive, deadline, backoff_base, backoff_cap, timeout, as_json, quiet,
                   verbose, state_dir, lease_dir) -> None:
     """Upload every journal under DIRECTORIES as it appears and grows, until stopped.
 
@@ -85,11 +82,11 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
     Examples:
       comet-upload watch /scratch/$USER/journals
       comet-upload watch --poll 5 --after-upload move:/scratch/done /lustre/runs
-      comet-upload watch --json-log runs/ 2>>watch.log
+      comet-upload watch --json runs/ 2>>watch.log
     """
     setup_logging(verbose, quiet)
     config = dataclasses.replace(resolve_or_exit(api_key, url, workspace, project_name,
-                                                 ca_bundle), state_dir=state_dir)
+                                                 ca_bundle, api_key_file), state_dir=state_dir)
     policy = RetryPolicy(base_s=backoff_base, cap_s=backoff_cap, deadline_s=parse_deadline(deadline),
                          read_timeout_s=timeout)
     options = WatchOptions(
@@ -97,7 +94,7 @@ def watch_command(directories, api_key, url, workspace, project_name, ca_bundle,
         rescan_interval_s=rescan, stale_after_s=stale_after, keepalive=not no_keepalive,
         after_upload=after_upload, state_dir=state_dir, lease_dir=lease_dir,
         replay=Options(concurrency=concurrency, batch=batch, policy=policy))
-    log = EventLog(json_mode=json_log,
+    log = EventLog(json_mode=as_json,  # --json (alias --json-log): one JSON object per event
                    min_level="warning" if quiet else ("debug" if verbose > 1 else "info"))
     try:
         daemon = WatchDaemon(list(directories), config, options, log)

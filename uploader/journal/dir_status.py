@@ -19,7 +19,7 @@ from comet_journal.schema.errors import JournalError, NotAJournalError
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_matching
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
 from comet_journal.uploader.journal.progress_store import open_progress_view
-from comet_journal.uploader.journal.status import pending_report
+from comet_journal.uploader.journal.status import pending_report, upload_targets
 
 STATES = ("uploaded", "live", "pending", "stale", "failed")
 
@@ -34,18 +34,22 @@ class JournalStatus:
     rejected: int = 0
     idle_s: float | None = None
     experiments: int = 0
+    server: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def journal_status(path: str, identity: str, server: str,
+def journal_status(path: str, identity: str | None, server: str,
                    stale_after_s: float = DEFAULT_STALE_AFTER_S) -> JournalStatus:
-    """One journal's state; raises NotAJournalError for files that are not journals at all."""
+    """One journal's state; raises NotAJournalError for files that are not journals at all.
+
+    ``identity`` None: the target the journal was uploaded to (the one with the least
+    pending, when several), else ``server``'s default target."""
     try:
-        report = pending_report(path, identity, server)
+        report = _best_report(path, identity, server)
         liveness = journal_liveness(path, stale_after_s)
-        completed = _completed(path, identity)
+        completed = _completed(path, report.identity)
     except NotAJournalError:
         raise
     except JournalError as exc:
@@ -54,7 +58,7 @@ def journal_status(path: str, identity: str, server: str,
         return JournalStatus(path, "failed", f"{path}: cannot be read: {exc}")
     status = JournalStatus(path, "", total_calls=report.total_calls, pending=report.pending,
                            rejected=report.rejected, idle_s=round(liveness.idle_s, 1),
-                           experiments=liveness.experiments)
+                           experiments=liveness.experiments, server=report.server)
     if report.rejected:
         status.state = "failed"
         status.detail = f"{report.rejected} calls rejected by the server"
@@ -73,7 +77,7 @@ def journal_status(path: str, identity: str, server: str,
     return status
 
 
-def directory_status(roots: list[str], identity: str, server: str,
+def directory_status(roots: list[str], identity: str | None, server: str,
                      pattern: str = DEFAULT_PATTERN,
                      stale_after_s: float = DEFAULT_STALE_AFTER_S) -> list[JournalStatus]:
     out = []
@@ -83,6 +87,15 @@ def directory_status(roots: list[str], identity: str, server: str,
         except NotAJournalError:
             continue  # another program's file that happens to match the pattern
     return out
+
+
+def _best_report(path: str, identity: str | None, server: str):
+    if identity is not None:
+        return pending_report(path, identity, server)
+    reports = [pending_report(path, ident, srv) for ident, srv in upload_targets(path)]
+    if not reports:
+        return pending_report(path, f"{server}|ws=|project=", server)
+    return min(reports, key=lambda r: (not r.acknowledged, r.pending + r.rejected))
 
 
 def _completed(path: str, identity: str) -> bool:

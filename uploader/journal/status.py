@@ -7,7 +7,10 @@ everything pending.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import socket
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
@@ -45,13 +48,15 @@ class PendingReport:
     pending_bytes: int
     uploaded: int
     rejected: int
-    in_doubt: int  # sent by a run that stopped before recording the outcome
+    in_doubt: int  # may have been sent by a run that stopped before recording the outcome
     oldest_pending_ms: int | None
-    last_error: str | None
+    last_error: str | None  # only a current one: not older than the last progress
     last_error_ms: int | None
-    holder: str | None
+    holder: str | None  # "pid N on HOST since T", or "stopped (pid N, not running)"
     other_targets: list[str]
     experiments: list[ExperimentPending] = field(default_factory=list)
+    acknowledged: bool = False  # the server acknowledged at least one call
+    uploader_running: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,25 +70,88 @@ def pending_report(path: str, identity: str, server: str,
     ``default_state_dir()``), the journal attached read-only."""
     path = os.fspath(path)
     read_header(path)
-    conn = open_progress_view(path, state_dir)
+    conn = _read_only(path, state_dir)
     try:
         return _report(conn, path, identity, server)
     finally:
         conn.close()
 
 
+def upload_targets(path: str) -> list[tuple[str, str]]:
+    """(identity, server) of every target some uploader recorded progress for, oldest first."""
+    path = os.fspath(path)
+    read_header(path)
+    conn = _read_only(path)
+    try:
+        if not _has_progress(conn):
+            return []
+        return [(r[0], r[1]) for r in conn.execute(
+            "SELECT identity, server FROM upload_targets ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def holder_state(holder: str | None) -> tuple[str | None, bool]:
+    """(what to show, running?) for the holder an uploader recorded ("pid N on HOST since
+    T"): a process of this machine that is gone is "stopped (pid N, not running)"."""
+    if not holder:
+        return None, False
+    found = re.match(r"pid (\d+) on (\S+)", holder)
+    if not found or found.group(2) != socket.gethostname():
+        return holder, True  # another machine: cannot look
+    pid = int(found.group(1))
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return f"stopped (pid {pid}, not running)", False
+    return holder, True
+
+
+def _superseded(error_ms: int | None, updated_ms: int | None) -> bool:
+    """The target's progress moved after the error was recorded (the two stamps of one
+    update may differ by a few ms)."""
+    return error_ms is not None and updated_ms is not None and updated_ms - error_ms > 50
+
+
+def _read_only(path: str, state_dir: str | None = None) -> sqlite3.Connection:
+    """The journal attached read-only to its progress (the uploader's state database)."""
+    return open_progress_view(path, state_dir)
+
+
+# --- reads of the upload progress (kept small: the progress may move out of the journal) ---
+
+def _has_progress(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                        "name='upload_targets'").fetchone() is not None
+
+
+def _target_row(conn: sqlite3.Connection, identity: str) -> tuple | None:
+    """(id, acked_through, sent_through, last_error, last_error_ms, holder, updated_ms)."""
+    return conn.execute("SELECT id, acked_through, sent_through, last_error, last_error_ms, "
+                        "holder, updated_ms FROM upload_targets WHERE identity=?",
+                        (identity,)).fetchone()
+
+
+def _other_targets(conn: sqlite3.Connection, identity: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT identity FROM upload_targets WHERE "
+                                       "identity != ?", (identity,))]
+
+
+def _acknowledged(conn: sqlite3.Connection, tid: int, acked: int) -> bool:
+    return acked > 0 or conn.execute(
+        "SELECT 1 FROM upload_state WHERE target_id=? AND state='acked' LIMIT 1",
+        (tid,)).fetchone() is not None
+
+
 def _report(conn: sqlite3.Connection, path: str, identity: str, server: str) -> PendingReport:
-    has_tables = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                              "name='upload_targets'").fetchone() is not None
     target = None
     others: list[str] = []
-    if has_tables:
-        target = conn.execute("SELECT id, acked_through, sent_through, last_error, "
-                              "last_error_ms, holder FROM upload_targets WHERE identity=?",
-                              (identity,)).fetchone()
-        others = [r[0] for r in conn.execute("SELECT identity FROM upload_targets WHERE "
-                                             "identity != ?", (identity,))]
-    tid, acked, sent, last_error, last_error_ms, holder = target or (-1, 0, 0, None, None, None)
+    if _has_progress(conn):
+        target = _target_row(conn, identity)
+        others = _other_targets(conn, identity)
+    tid, acked, sent, last_error, last_error_ms, holder, updated_ms = \
+        target or (-1, 0, 0, None, None, None, None)
     total = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     if target is not None:
         pending_sql = ("(c.seq > ? AND NOT EXISTS (SELECT 1 FROM upload_state s WHERE "
@@ -111,6 +179,9 @@ def _report(conn: sqlite3.Connection, path: str, identity: str, server: str) -> 
             "SELECT count(*) FROM calls c WHERE c.seq > ? AND c.seq <= ? AND NOT EXISTS "
             "(SELECT 1 FROM upload_state s WHERE s.target_id=? AND s.seq=c.seq)",
             (acked, sent, tid)).fetchone()[0]
+    holder, running = holder_state(holder)
+    if running:
+        in_doubt = 0  # in flight now: the running uploader settles them
     per_exp: dict = {}
     for exp_id, endpoint, count, size, oldest in rows:
         entry = per_exp.get(exp_id)
@@ -128,10 +199,14 @@ def _report(conn: sqlite3.Connection, path: str, identity: str, server: str) -> 
         entry.per_endpoint[endpoint] = {"calls": count, "bytes": int(size or 0)}
     experiments = sorted(per_exp.values(), key=lambda e: (e.key is None, e.key or ""))
     pending = sum(e.pending for e in experiments)
+    if last_error and (pending == 0 and not rejected or _superseded(last_error_ms, updated_ms)):
+        last_error = last_error_ms = None  # progress since: not the current state
     oldest = min((e.oldest_pending_ms for e in experiments if e.oldest_pending_ms), default=None)
     return PendingReport(
         journal=path, server=server, identity=identity, total_calls=total, pending=pending,
         pending_bytes=sum(e.bytes for e in experiments), uploaded=total - pending - rejected,
         rejected=rejected, in_doubt=in_doubt, oldest_pending_ms=oldest,
         last_error=redact(last_error) if last_error else None, last_error_ms=last_error_ms,
-        holder=holder, other_targets=others, experiments=experiments)
+        holder=holder, other_targets=others, experiments=experiments,
+        acknowledged=target is not None and _acknowledged(conn, tid, acked),
+        uploader_running=running)

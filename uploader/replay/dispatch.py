@@ -26,7 +26,7 @@ from comet_journal.uploader.journal.calls import JournalReader
 from comet_journal.uploader.journal.groups import MetricGroup
 from comet_journal.schema.ordering import CREATE
 from comet_journal.uploader.journal.progress import ExperimentTarget, Progress
-from comet_journal.uploader.replay.ledger import ACK_INTERVAL_S, Ledger
+from comet_journal.uploader.replay.ledger import RESULT_WAIT_S, Ledger
 from comet_journal.uploader.replay.pool import WorkerPool
 from comet_journal.uploader.replay.scheduler import AlreadyDone, Refuse, Scheduler, Send
 from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options, Summary
@@ -90,9 +90,9 @@ class Dispatch:
                     break
             elif not self.out_jobs or time.monotonic() >= self.abandon_at:
                 break
-            for item, result in self.pool.results(ACK_INTERVAL_S):
+            for item, result in self.pool.results(RESULT_WAIT_S):
                 self._on_result(item, result)
-            if self.ledger.due(self.stopping):
+            if self.ledger.due():
                 self._commit()
             now = time.monotonic()
             if on_progress and now - last_report >= REPORT_EVERY_S:
@@ -188,16 +188,16 @@ class Dispatch:
         summary.bytes_sent += outcome.bytes_sent
         if outcome.batch:
             summary.batches += 1
-        scheduler, ledger = self.scheduler, self.ledger
+        ledger = self.ledger
         if job.__class__ is MetricGroup:
-            ledger.settle_group(job, outcome, scheduler.has_waiting(job))
+            ledger.settle_group(job, outcome)
             return
         if outcome.project_id:
             self.progress.set_project_id(*outcome.project_id)
         if not isinstance(job, list) and job.kind == CREATE:
             self._created(job, target, outcome)
         for call, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
-            ledger.settle_call(call, verdict, outcome.attempts, scheduler.has_waiting(call))
+            ledger.settle_call(call, verdict, outcome.attempts)
 
     def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
         if outcome.ok and outcome.server_key:

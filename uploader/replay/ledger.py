@@ -5,6 +5,9 @@ The dispatcher hands it every unit it reads (:meth:`Ledger.enter`) and every ver
 store in one transaction, together with the new watermark, and returns the units whose
 outcome is now durable, for the scheduler to release:
 
+* what is settled is committed at once (every turn of the dispatcher that settled
+  something): a SIGKILL then leaves in doubt only the calls in flight, which matters on a
+  server that neither offers reads nor deduplicates (every call in doubt is resent there);
 * the watermark is the seq just below the oldest unsettled main-line unit (a heap of units'
   first seqs) and never above what the reader has handed over (``floor``); acks it covers
   need no per-call row;
@@ -20,15 +23,12 @@ import time
 from typing import Callable
 
 from comet_journal.uploader.journal.groups import MetricGroup
-from comet_journal.schema.ordering import BARRIER, CREATE, GLOBAL, ORDERED
 from comet_journal.uploader.journal.progress import Progress
 from comet_journal.uploader.replay.summary import Summary
 from comet_journal.uploader.wire.exchange import Outcome
 
 GROUP_ACK_DEFER_S = 0.5
-ACK_BATCH = 512  # commit at least this often (settled rows)
-ACK_INTERVAL_S = 0.1  # ... and at least this often (seconds)
-_URGENT_KINDS = (ORDERED, CREATE, BARRIER, GLOBAL)  # something waits for their release
+RESULT_WAIT_S = 0.1  # the dispatcher's longest wait for a result before looking around
 
 
 class Ledger:
@@ -54,10 +54,7 @@ class Ledger:
         # (group, acked seqs or None for all, attempts, settled at)
         self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
         self.rejects: list[tuple[int, int, int, str]] = []
-        self.settled_rows = 0  # acks and rejections awaiting commit
         self.pending: list = []  # units settled in memory, awaiting commit
-        self.urgent = False
-        self.last_commit = clock()
 
     def enter(self, unit) -> None:
         """A unit read from the journal (before it is admitted)."""
@@ -68,30 +65,30 @@ class Ledger:
 
     # --- verdicts ---------------------------------------------------------------------------
 
-    def settle_call(self, call, verdict: Outcome, attempts: int, urgent: bool = False) -> None:
+    def settle_call(self, call, verdict: Outcome, attempts: int) -> None:
         """One call's verdict (a job of several calls has one per call)."""
         if verdict.ok:
             self._ack(call, verdict.found, attempts)
         else:
             self._reject(call.seq, call.endpoint, attempts, verdict.status, verdict.message)
-        self._settled(call, urgent)
+        self._settled(call)
 
-    def settle_group(self, group: MetricGroup, outcome: Outcome, urgent: bool = False) -> None:
+    def settle_group(self, group: MetricGroup, outcome: Outcome) -> None:
         """Every row of a group: acked at once (``parts`` None), one by one, or rejected."""
         self._settle_group(group, outcome)
-        self._settled(group, urgent)
+        self._settled(group)
 
     def refuse(self, unit, message: str) -> None:
         """Rejected without being sent (the scheduler never admitted it)."""
         seqs = unit.seqs if unit.__class__ is MetricGroup else [unit.seq]
         for seq in seqs:
             self._reject(seq, unit.endpoint, 0, 0, message)
-        self._settled(unit, False)
+        self._settled(unit)
 
     def done(self, unit) -> None:
         """Already on the server (an earlier run's creation whose ack was not recorded)."""
         self._ack(unit, True, 0)
-        self._settled(unit, False)
+        self._settled(unit)
 
     def _ack(self, call, found: bool, attempts: int) -> None:
         self.acks.append((call.seq, attempts))
@@ -99,7 +96,6 @@ class Ledger:
             self.summary.found_by_readback += 1
         else:
             self.summary.uploaded += 1
-        self.settled_rows += 1
 
     def _settle_group(self, group: MetricGroup, outcome: Outcome) -> None:
         """Every row of a group: acked at once (``parts`` None), one by one, or rejected."""
@@ -107,7 +103,6 @@ class Ledger:
         if outcome.parts is None and outcome.ok:
             self.group_acks.append((group, None, attempts, self.clock()))
             summary.uploaded += len(group.seqs)
-            self.settled_rows += len(group.seqs)
         elif outcome.parts is not None:
             acked = []
             for sub, verdict in outcome.parts:
@@ -121,7 +116,6 @@ class Ledger:
                     self._reject(sub.seq, group.endpoint, attempts, verdict.status,
                                  verdict.message)
             self.group_acks.append((group, acked, attempts, self.clock()))
-            self.settled_rows += len(acked)
         else:
             for seq in group.seqs:
                 self._reject(seq, group.endpoint, attempts, outcome.status, outcome.message)
@@ -130,22 +124,17 @@ class Ledger:
         self.rejects.append((seq, attempts, status, message))
         self.summary.rejected.append({"seq": seq, "endpoint": endpoint, "status": status,
                                       "message": message})
-        self.settled_rows += 1
 
-    def _settled(self, unit, urgent: bool) -> None:
+    def _settled(self, unit) -> None:
         self.pending.append(unit)
-        if urgent or unit.kind in _URGENT_KINDS:
-            self.urgent = True
 
     # --- commits ----------------------------------------------------------------------------
 
-    def due(self, stopping: bool = False) -> bool:
-        """Is a commit due now?"""
-        now = self.clock()
-        return bool(self.pending and (self.urgent or self.settled_rows >= ACK_BATCH
-                                      or now - self.last_commit >= ACK_INTERVAL_S
-                                      or self.reader_done or stopping)
-                    or self.group_acks and now - self.group_acks[0][3] >= GROUP_ACK_DEFER_S)
+    def due(self) -> bool:
+        """Is a commit due now? When anything is settled (or a group's deferred acks are
+        old enough to be written as rows)."""
+        return bool(self.pending) or bool(
+            self.group_acks and self.clock() - self.group_acks[0][3] >= GROUP_ACK_DEFER_S)
 
     def watermark(self) -> int:
         """Every main-line call at or below the returned seq is settled (committed or about
@@ -189,9 +178,6 @@ class Ledger:
             return []
         self.progress.record(acks, self.rejects, watermark)
         self.acks, self.group_acks, self.rejects = [], deferred, []
-        self.settled_rows = 0
-        self.last_commit = self.clock()
-        self.urgent = False
         done, self.pending = self.pending, []
         return done
 

@@ -190,11 +190,6 @@ class Scheduler:
         stream = self.streams.get((experiment_id, "bulk"))
         return stream is not None and bool(stream.inflight >= self.lanes or stream.waiting)
 
-    def has_waiting(self, unit) -> bool:
-        """Does a job wait behind ``unit`` in its stream (so its release is urgent)?"""
-        stream = self.streams.get(unit.stream)
-        return stream is not None and bool(stream.waiting)
-
     # --- the rules --------------------------------------------------------------------------
 
     def _admit(self, unit, before_global: bool, actions: list) -> None:

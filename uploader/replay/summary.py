@@ -25,7 +25,7 @@ class Options:
 
     concurrency: int = DEFAULT_CONCURRENCY
     window: int = 0  # 0: derived from concurrency
-    batch: bool = False
+    batch: bool = True  # lossless; probed once, each call falls back on its own
     batch_size: int = 1000
     retry_rejected: bool = False
     policy: RetryPolicy = field(default_factory=RetryPolicy)

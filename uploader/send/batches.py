@@ -101,7 +101,7 @@ class BatchSender:
         endpoint = calls[0].endpoint
         route = BATCH_ENDPOINT[endpoint]
         parts: list[tuple[Call, Outcome]] = []
-        totals = Outcome(ok=True, batch=True)
+        totals = Outcome(ok=True)  # batch: set once a batch route is really used
         todo = list(calls)
         if any(c.maybe_sent for c in todo):
             todo = self.drop_found(todo, key, parts)
@@ -124,6 +124,7 @@ class BatchSender:
                 pending[:] = self.drop_found(pending, key, parts)
                 return not pending
 
+            totals.batch = totals.batch or route != "log_output"
             out = self.link.exchange(
                 lambda: build_batch(pending, key, route),
                 self.context.idempotency_key(f"b{pending[0].seq}-{pending[-1].seq}"),

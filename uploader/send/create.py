@@ -98,7 +98,7 @@ class Creator:
         data = outcome.answer.json() if outcome.answer is not None else {}
         data = data if isinstance(data, dict) else {}
         outcome.server_key = key
-        outcome.link = data.get("focusUrl") or data.get("link")
+        outcome.link = experiment_link(data.get("focusUrl") or data.get("link"), key)
         outcome.method = CLIENT_KEY
         name = payload.get("experimentName")
         if name:
@@ -163,5 +163,14 @@ class Creator:
             return outcome
         data = outcome.answer.json()
         outcome.server_key = data["experimentKey"]
-        outcome.link = data.get("link")
+        outcome.link = experiment_link(data.get("link"), outcome.server_key)
         return outcome
+
+
+def experiment_link(link: str | None, key: str | None) -> str | None:
+    """The experiment's page: the server's link may be the project's (``focusUrl``, to which
+    the SDK appends the key itself)."""
+    if not link or not key:
+        return link or None
+    base = link.rstrip("/")
+    return base if base.endswith("/" + key) else f"{base}/{key}"

@@ -35,6 +35,8 @@ from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate, parse_ret
 logger = logging.getLogger(__name__)
 
 READ_PREFIX = "/api/rest/v2/"
+# What an answer means for the exchange (an unknown outcome is the failure in words).
+_DONE, _RETRY, _PAUSED = "done", "retry", "paused"
 
 
 @dataclass
@@ -113,20 +115,15 @@ class Link:
         :param retry: False: one attempt, any failure is returned as an outcome (a probe).
         :param write: False for reads: not progress, and not a write of the current job.
         """
-        gate, policy, stop = self.gate, self.policy, self.stop
+        gate = self.gate
         out = Outcome(ok=False)
         ambiguous = False
         while True:
-            if stop.is_set():
-                raise Stopped()
-            gate.wait_turn(stop, policy.sleep)
-            if stop.is_set():
-                raise Stopped()
+            self._wait_turn()
             if ambiguous and on_ambiguous is not None and on_ambiguous():
                 gate.ok()  # progress: found on the server
                 out.ok = out.found = True
                 return out
-            ambiguous = False
             try:
                 request = build()
             except Unresolvable as exc:
@@ -138,13 +135,10 @@ class Link:
             try:
                 answer = self.client.send(request, idempotency_key)
             except TransportError as exc:
-                if not retry:
+                ambiguous = exc.sent
+                if not self._retrying(out, retry, f"{label}: {exc.detail}"):
                     out.message = exc.detail
                     return out
-                ambiguous = exc.sent
-                out.retries += 1
-                logger.debug("%s: %s (retrying)", label, exc.detail)
-                gate.backoff(out.retries - 1, f"{label}: {exc.detail}", policy.sleep)
                 continue
             except MissingBlobError:
                 raise  # the journal's bytes are damaged: the caller names the journal
@@ -153,61 +147,84 @@ class Link:
                 return out
             out.bytes_sent += request.size
             out.status, out.answer = answer.status, answer
-            status = answer.status
-            if 300 <= status < 400:
-                raise self._redirected(request, answer, label)
-            if 200 <= status < 300:
-                garbage = answer.not_comet()
-                if garbage is None and usable is not None:
-                    garbage = usable(answer)
-                if garbage is None:
-                    if write:
-                        gate.ok()
-                    out.ok = True
-                    return out
-                # Not Comet answering: nothing says the request was applied, nor that it
-                # was not. Never taken as done; retried like a 5xx (read-back first).
-                failure = f"{label}: HTTP {status} but {garbage}"
-                if not retry:
-                    out.message = failure
-                    return out
-                logger.info("%s (retrying)", failure)
-                ambiguous = True
-                out.retries += 1
-                gate.backoff(out.retries - 1, failure, policy.sleep)
-                continue
-            if accept is not None and accept(answer):
-                gate.ok()
-                out.ok = True
-                return out
-            if not retry:
+            if not retry and not 200 <= answer.status < 400:  # a probe: the answer is it
                 out.message = answer.message()
                 return out
-            if status in (401, 403):
-                what = "refused the API key" if status == 401 else "denied access"
-                raise AuthError(f"{self.url} {what} (HTTP {status}: {answer.message()}) "
-                                f"for {label}",
-                                f"check the API key (from {self.key_source or 'its source'}) "
-                                "and that it may write to this workspace")
-            if status == 429:
-                out.throttled += 1
-                wait = parse_retry_after(answer.headers)
-                if wait is None:
-                    wait = policy.backoff(out.throttled)
-                gate.last_failure = f"{label}: throttled (HTTP 429)"
-                logger.info("server throttled us: pausing all requests for %.2f s", wait)
-                gate.pause(wait)
-                continue
-            if policy.is_retryable_status(status):
-                ambiguous = status >= 500
-                out.retries += 1
-                gate.backoff(out.retries - 1, f"{label}: HTTP {status}: {answer.message()}",
-                             policy.sleep)
-                continue
-            if write:
-                gate.ok()  # a rejection for good is progress too
-            out.message = answer.message()
-            return out
+            verdict = self._judge(request, answer, label, out, accept, usable, write)
+            if verdict == _DONE:
+                return out
+            if not retry:  # a probe answered 2xx, but not by Comet
+                out.message = verdict
+                return out
+            ambiguous = verdict != _RETRY and verdict != _PAUSED
+            if verdict != _PAUSED:
+                self._retrying(out, retry, verdict if ambiguous else
+                               f"{label}: HTTP {answer.status}: {answer.message()}")
+
+    def _wait_turn(self) -> None:
+        if self.stop.is_set():
+            raise Stopped()
+        self.gate.wait_turn(self.stop, self.policy.sleep)
+        if self.stop.is_set():
+            raise Stopped()
+
+    def _retrying(self, out: Outcome, retry: bool, failure: str) -> bool:
+        """Back off before the next attempt (False: no retries for this exchange)."""
+        if not retry:
+            return False
+        out.retries += 1
+        logger.debug("%s (retrying)", failure)
+        self.gate.backoff(out.retries - 1, failure, self.policy.sleep)
+        return True
+
+    def _judge(self, request: BuiltRequest, answer: Answer, label: str, out: Outcome,
+               accept: Callable[[Answer], bool] | None,
+               usable: Callable[[Answer], str | None] | None, write: bool) -> str:
+        """What an answer means: ``_DONE`` (``out`` says how), ``_RETRY`` (a transient
+        failure), ``_PAUSED`` (throttled), or, for an answer of unknown outcome, the failure
+        in words (the next attempt starts with a read-back). Raises for answers no retry
+        fixes (a redirect, a refused key)."""
+        status = answer.status
+        if 300 <= status < 400:
+            raise self._redirected(request, answer, label)
+        if 200 <= status < 300:
+            garbage = answer.not_comet()
+            if garbage is None and usable is not None:
+                garbage = usable(answer)
+            if garbage is None:
+                if write:
+                    self.gate.ok()
+                out.ok = True
+                return _DONE
+            # Not Comet answering: nothing says the request was applied, nor that it was
+            # not. Never taken as done; retried like a 5xx (read-back first).
+            failure = f"{label}: HTTP {status} but {garbage}"
+            logger.debug("%s (retrying)", failure)  # -v: the gate logs each cause once
+            return failure
+        if accept is not None and accept(answer):
+            self.gate.ok()
+            out.ok = True
+            return _DONE
+        if status in (401, 403):
+            what = "refused the API key" if status == 401 else "denied access"
+            raise AuthError(f"{self.url} {what} (HTTP {status}: {answer.message()}) for {label}",
+                            f"check the API key (from {self.key_source or 'its source'}) "
+                            "and that it may write to this workspace")
+        if status == 429:
+            out.throttled += 1
+            wait = parse_retry_after(answer.headers)
+            if wait is None:
+                wait = self.policy.backoff(out.throttled)
+            self.gate.last_failure = f"{label}: throttled (HTTP 429)"
+            logger.info("server throttled us: pausing all requests for %.2f s", wait)
+            self.gate.pause(wait)
+            return _PAUSED
+        if self.policy.is_retryable_status(status):
+            return f"{label}: HTTP {status}: {answer.message()}" if status >= 500 else _RETRY
+        if write:
+            self.gate.ok()  # a rejection for good is progress too
+        out.message = answer.message()
+        return _DONE
 
     def read(self, path: str, **params: Any) -> Any:
         """GET a REST v2 read endpoint through the same loop: its JSON, or ``None`` when the

@@ -1,6 +1,6 @@
 """When to retry, how long to wait, and when to give up.
 
-Vocabulary after tenacity/urllib3 (see ``shared/reference/style.md``): :class:`RetryPolicy` is
+Vocabulary after tenacity/urllib3: :class:`RetryPolicy` is
 a small frozen dataclass holding the numbers and the injectable ``sleep``/``clock``/``random``
 (so tests check the decisions without waiting); :class:`ServerGate` is the one piece of shared,
 mutable state: the "pause all traffic until" time a 429 sets for the whole server (sentry's
@@ -22,7 +22,9 @@ Decisions:
 from __future__ import annotations
 
 import email.utils
+import logging
 import random as _random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +40,48 @@ DEFAULT_READ_TIMEOUT_S: Final = 60.0
 DEFAULT_UPLOAD_TIMEOUT_S: Final = 900.0  # file uploads (the SDK's comet.timeout.file_upload)
 RETRYABLE_4XX: Final = frozenset({408, 429})
 MAX_PAUSE_S: Final = 3600.0
+
+logger = logging.getLogger(__name__)
+
+# What a person reads on the progress line, from the transport's long exception text.
+_CAUSES: Final = (
+    (re.compile(r"(HTTP \d{3}.*)", re.S), None),  # the server's answer, as described
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (re.compile(r"name or service not known|nodename nor servname|failed to resolve|"
+                r"getaddrinfo failed|name resolution", re.I), "host not found (DNS)"),
+    (re.compile(r"ssl|certificate", re.I), "TLS error"),
+    (re.compile(r"timed? ?out|timeout", re.I), "no answer (timed out)"),
+    (re.compile(r"connection (reset|aborted)|remote ?disconnected|broken pipe", re.I),
+     "connection dropped"),
+)
+
+
+def short_cause(failure: str) -> str:
+    """``"log_metric: ConnectionError: ... [Errno 111] Connection refused"`` ->
+    ``"connection refused"``: why the retry loop waits, in a few words."""
+    detail = failure.split(": ", 1)[-1]
+    for pattern, words in _CAUSES:
+        found = pattern.search(detail)
+        if found:
+            return words or _shorten(found.group(1))
+    return _shorten(detail)
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """Why and until when the uploader is waiting (for the progress line).
+
+    ``retry_at``: the policy clock's time of the next attempt; ``give_up_at``: the wall-clock
+    epoch at which the deadline ends the upload (None: never)."""
+
+    cause: str
+    attempt: int
+    retry_at: float
+    give_up_at: float | None
 
 
 def _interruptible_sleep(event: threading.Event) -> Callable[[float], None]:
@@ -122,11 +166,15 @@ class ServerGate:
         self._last_ok = policy.clock()
         self.pauses = 0
         self.last_failure = ""
+        self.retrying: RetryState | None = None  # None: not waiting on a failure
+        self._logged_cause = ""
 
     def ok(self) -> None:
         """Progress (a write acknowledged or rejected for good, a call found by a read-back):
         the deadline clock starts again. A successful read alone is not progress."""
         self._last_ok = self.policy.clock()
+        self.retrying = None
+        self._logged_cause = ""
 
     def pause(self, seconds: float) -> None:
         """Stop all traffic to the server for ``seconds`` (a 429 with Retry-After)."""
@@ -149,9 +197,20 @@ class ServerGate:
             waited = now - self._last_ok
             raise ServerUnreachable(
                 f"{self.url or 'the server'} gave no successful answer for {waited:.0f} s "
-                f"(deadline {deadline:g} s); last problem: {self.last_failure or 'unknown'}",
-                "progress is saved in the journal: run the same command again later, or pass "
+                f"(deadline {deadline:g} s); last problem: {self._last_problem()}",
+                "progress is saved in the state directory: run the same command again later, or pass "
                 "--deadline forever")
+
+    def _last_problem(self) -> str:
+        """The last failure; a transport error's long text in a few words (an HTTP answer
+        keeps its description: what the server said matters)."""
+        failure = self.last_failure
+        if not failure:
+            return "unknown"
+        cause = short_cause(failure)
+        if cause.startswith("HTTP "):
+            return failure  # what the server answered, in full
+        return f"{failure.split(': ', 1)[0]}: {cause}"
 
     def wait_turn(self, stop: threading.Event | None = None,
                   sleep: Callable[[float], None] | None = None) -> None:
@@ -174,5 +233,17 @@ class ServerGate:
         self.last_failure = failure
         delay = self.policy.backoff(attempt)
         self.check_deadline(delay)
+        self._note_retry(failure, attempt, delay)
         if delay > 0:
             (sleep or self.policy.sleep)(delay)
+
+    def _note_retry(self, failure: str, attempt: int, delay: float) -> None:
+        """Keep the retry state for the progress line; log each new cause once (-v)."""
+        cause = short_cause(failure)
+        now = self.policy.clock()
+        deadline = self.policy.deadline_s
+        give_up = None if deadline is None else time.time() + deadline - (now - self._last_ok)
+        self.retrying = RetryState(cause, attempt + 1, now + delay, give_up)
+        if cause != self._logged_cause:
+            self._logged_cause = cause
+            logger.info("retrying %s: %s (%s)", self.url or "the server", cause, failure)
