@@ -208,7 +208,9 @@ def test_status_after_a_killed_uploader(emulator_factory, tmp_path):
 
 def _acked(path) -> int:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # the uploader's progress, in its state directory (the journal attached)
+        from comet_journal.uploader.journal.progress_store import open_progress_view
+        conn = open_progress_view(str(path))
         try:
             row = conn.execute("SELECT acked_through FROM upload_targets").fetchone()
         finally:
