@@ -70,20 +70,20 @@ def test_the_daemon_tails_sealed_runs_from_a_read_only_mount(emulator, tmp_path)
     runs = tmp_path / "runs"
     runs.mkdir()
     ended, killed = runs / "ended.db", runs / "killed.db"
-    a, b = _writer(ended, 2.0), _writer(killed, 0)
+    a, b = _writer(ended, 1.5), _writer(killed, 0)
     assert a.stdout.readline() and b.stdout.readline()  # both journals exist
     prefix = _read_only_prefix(runs)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
     daemon = subprocess.Popen([*prefix, *CLI, "watch", "--url", emulator.url, "--api-key", KEY,
-                               *FAST, "--poll", "0.3", "--rescan", "0.5", "--stale-after", "4",
+                               *FAST, "--poll", "0.3", "--rescan", "0.5", "--stale-after", "2",
                                "--json-log", str(runs)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
     opened: set[str] = set()
     committed: list[tuple[float, int]] = []
     try:
         started = time.monotonic()
-        while time.monotonic() - started < 3.0:
+        while time.monotonic() - started < 2.0:
             line = b.stdout.readline()
             committed.append((time.monotonic(), int(line)))
             opened |= _opened_under(daemon.pid, str(runs))
@@ -102,7 +102,7 @@ def test_the_daemon_tails_sealed_runs_from_a_read_only_mount(emulator, tmp_path)
                     set(range(due + 1)) <= steps_b:
                 break
             time.sleep(0.3)
-        time.sleep(5.0)  # long enough for the killed run to be judged stale
+        time.sleep(3.0)  # long enough for the killed run to be judged stale
     finally:
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=20)
