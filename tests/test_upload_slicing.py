@@ -3,7 +3,6 @@ stop event set from another thread. Real emulator, real sockets, real journals."
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 

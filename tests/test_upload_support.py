@@ -4,7 +4,6 @@ what the emulator applied with what the journal holds, item by item."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from collections import Counter

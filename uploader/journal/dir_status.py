@@ -11,7 +11,6 @@ Read-only, like ``status JOURNAL``.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from dataclasses import asdict, dataclass
 
