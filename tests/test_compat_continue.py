@@ -85,3 +85,23 @@ def test_sdk_asset_calls_upload_with_their_types_and_fields(emulator, tmp_path):
     assert assets["x.txt"]["epoch"] == 2
     assert {assets[n]["type"] for n in ("confusion-matrix.json", "roc", "histogram_3d.json")} \
         == {"confusion-matrix", "curve", "histogram3d"}
+
+
+def test_a_later_job_in_a_new_journal_file_continues_the_same_server_experiment(emulator,
+                                                                                tmp_path):
+    # the second job runs elsewhere (another directory, another host's scratch): a new
+    # journal holding the same key is adopted by the server experiment, nothing duplicated
+    first = _job(str(tmp_path / "job1"), 0)
+    upload(emulator, first["path"], check=0)
+    second = _job(str(tmp_path / "job2"), 3, key=first["key"])
+    assert second["key"] == first["key"] and second["path"] != first["path"]
+    upload(emulator, second["path"], check=0)
+    state = emulator.state()
+    points = sorted(a["fields"]["step"] for a in state["applied"]
+                    if a["endpoint"] == "log_metric")
+    assert points == [0, 1, 2, 3, 4, 5]
+    assert list(state["experiments"]) == [first["key"]]  # one experiment on the server
+    values = sorted(a["fields"]["parameterValue"] for a in state["applied"]
+                    if a["endpoint"] == "log_parameter" and
+                    a["fields"]["parameterName"] == "job_start")
+    assert values in (["0", "3"], [0, 3])
