@@ -2,9 +2,11 @@
 
 The **applied log** is the source of truth: every applied write request is one row of
 ``applied`` (its endpoint, experiment, ``Idempotency-Key``, all its fields as JSON, and the
-response it got), in apply order, duplicates kept. Metrics, parameters, output, tags and the
-rest are folded from that log when someone reads them (:mod:`comet_journal.emulator.views`), so a write is
-a single INSERT however many values it carries. Only what the server must look up while it
+response it got), in apply order, duplicates kept. Parameters, output, tags and the rest are
+folded from that log when someone reads them (:mod:`comet_journal.emulator.views`). Metric
+points (and system samples, as their ``sys.*`` metrics) are also written, one row per point,
+into ``metric_points``, indexed by experiment, name and step, so reading one series of a
+10M-point server is an index range, not a fold of the whole log. Only what the server must look up while it
 answers a request has tables of its own: experiments (key, project, lifecycle), projects,
 asset descriptors (and their bytes), and a few counters.
 
@@ -29,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Final, Iterable, Iterator
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: metric points indexed (metric_points)
 APPLICATION_ID: Final = 0x434A454D  # "CJEM": this SQLite file is an emulator's state
 
 _SCHEMA: Final = """
@@ -99,11 +101,68 @@ CREATE TABLE IF NOT EXISTS asset_bytes (
     sha256 TEXT PRIMARY KEY,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metric_points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    applied_id INTEGER NOT NULL,
+    experiment_key TEXT,
+    name TEXT NOT NULL,
+    value TEXT,
+    step INTEGER,
+    epoch INTEGER,
+    context TEXT,
+    timestamp INTEGER
+);
+CREATE INDEX IF NOT EXISTS metric_points_by_name ON metric_points (experiment_key, name, id);
+CREATE INDEX IF NOT EXISTS metric_points_by_step ON metric_points (experiment_key, name, step);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
+
+# Where metric points come from: metrics, and system samples (as their sys.* metrics).
+METRIC_POINT_ENDPOINTS: Final = frozenset(("log_metric", "batch_metrics", "cpu_metrics",
+                                           "gpu_metrics", "ram_metrics", "load_metrics"))
+
+
+def system_sample_metrics(endpoint: str, fields: dict) -> list[tuple[str, Any]]:
+    """A CPU/RAM/load/GPU sample as the ``sys.*`` metrics Comet shows for it (the names the
+    SDK's own monitor uses): ``sys.cpu.percent.01``.. and ``.avg``, ``sys.ram.total`` and
+    ``.used``, ``sys.load.avg``, ``sys.gpu.<id>.gpu_utilization`` and ``..._memory``."""
+    if endpoint == "cpu_metrics":
+        values = [float(v) for v in fields.get("cpuPercentUtilization") or []]
+        out = [(f"sys.cpu.percent.{i + 1:02d}", v) for i, v in enumerate(values)]
+        if values:
+            out.append(("sys.cpu.percent.avg", sum(values) / len(values)))
+        return out
+    if endpoint == "ram_metrics":
+        return [("sys.ram.total", fields.get("totalRam")), ("sys.ram.used", fields.get("usedRam"))]
+    if endpoint == "load_metrics":
+        return [("sys.load.avg", fields.get("loadAverage"))]
+    if endpoint == "gpu_metrics":
+        return [(f"sys.gpu.{g.get('gpuId')}.{name}", g.get(field))
+                for g in fields.get("gpus") or []
+                for name, field in (("gpu_utilization", "gpuUtilization"),
+                                    ("total_memory", "totalMemory"),
+                                    ("used_memory", "usedMemory"),
+                                    ("free_memory", "freeMemory"))]
+    return []
+
+
+def points_of(endpoint: str, fields: dict, at_ms: int) -> list[dict]:
+    """The metric points one applied request adds: ``{metricName, metricValue, step, epoch,
+    context, timestamp}``; a point without a timestamp gets the time it was applied."""
+    if endpoint in ("cpu_metrics", "gpu_metrics", "ram_metrics", "load_metrics"):
+        return [{"metricName": name, "metricValue": value, "step": fields.get("step"),
+                 "epoch": fields.get("epoch"), "context": fields.get("context"),
+                 "timestamp": fields.get("timestamp") or at_ms}
+                for name, value in system_sample_metrics(endpoint, fields)]
+    items = fields["values"] if endpoint == "batch_metrics" else (fields,)
+    return [{"metricName": item["metricName"], "metricValue": item["metricValue"],
+             "step": item.get("step"), "epoch": item.get("epoch"),
+             "context": item.get("context"), "timestamp": item.get("timestamp") or at_ms}
+            for item in items]
+
 
 # Experiment lifecycle states (``archived`` and ``deleted`` are flags beside them).
 RUNNING: Final = "running"
@@ -156,7 +215,16 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
-                           f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                           f"PRAGMA user_version={SCHEMA_VERSION};")
+        try:
+            if tables and version < 2:  # an older state: index the points it already holds
+                for row in self.applied_rows(conn, None, METRIC_POINT_ENDPOINTS):
+                    self._add_points(conn, row["id"], row["endpoint"], row["experiment_key"],
+                                     json.loads(row["fields"]), row["at_ms"])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
@@ -186,11 +254,44 @@ class Store:
     def record_applied(self, conn: sqlite3.Connection, endpoint: str, experiment_key: str | None,
                        idempotency_key: str | None, fields: str, status: int,
                        response: str) -> int:
-        return conn.execute(
+        at_ms = now_ms()
+        row_id = conn.execute(
             "INSERT INTO applied (endpoint, experiment_key, idempotency_key, fields, status, "
             "response, at_ms) VALUES (?,?,?,?,?,?,?)",
-            (endpoint, experiment_key, idempotency_key, fields, status, response, now_ms()),
+            (endpoint, experiment_key, idempotency_key, fields, status, response, at_ms),
         ).lastrowid
+        if endpoint in METRIC_POINT_ENDPOINTS:
+            self._add_points(conn, row_id, endpoint, experiment_key, json.loads(fields), at_ms)
+        return row_id
+
+    def _add_points(self, conn: sqlite3.Connection, row_id: int, endpoint: str,
+                    experiment_key: str | None, fields: dict, at_ms: int) -> None:
+        conn.executemany(
+            "INSERT INTO metric_points (applied_id, experiment_key, name, value, step, epoch, "
+            "context, timestamp) VALUES (?,?,?,?,?,?,?,?)",
+            [(row_id, experiment_key, p["metricName"], json.dumps(p["metricValue"]),
+              p["step"], p["epoch"], None if p["context"] is None else json.dumps(p["context"]),
+              p["timestamp"]) for p in points_of(endpoint, fields, at_ms)])
+
+    def metric_points(self, conn: sqlite3.Connection, experiment_key: str,
+                      name: str | None = None) -> Iterator[dict]:
+        """Points of one experiment (one name, or all) in apply order, one at a time:
+        ``{metricName, metricValue, step, epoch, context, timestamp}``."""
+        sql = ("SELECT name, value, step, epoch, context, timestamp FROM metric_points "
+               "WHERE experiment_key=?")
+        args: list = [experiment_key]
+        if name is not None:
+            sql += " AND name=?"
+            args.append(name)
+        for n, value, step, epoch, context, ts in conn.execute(sql + " ORDER BY id", args):
+            yield {"metricName": n, "metricValue": json.loads(value), "step": step,
+                   "epoch": epoch, "context": None if context is None else json.loads(context),
+                   "timestamp": ts}
+
+    def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
+        """Points per metric name of one experiment."""
+        return dict(conn.execute("SELECT name, count(*) FROM metric_points WHERE "
+                                 "experiment_key=? GROUP BY name", (experiment_key,)))
 
     def applied_response(self, conn: sqlite3.Connection, idempotency_key: str
                          ) -> tuple[int, str] | None:

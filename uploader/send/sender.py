@@ -38,6 +38,7 @@ class Sender:
 
     def send(self, job, target: ExperimentTarget | None) -> Outcome:
         try:
+            self.readback.stamp(job)
             if isinstance(job, list):
                 return self.batches.send(job, target)
             if isinstance(job, MetricGroup):
@@ -64,7 +65,9 @@ class Sender:
         self._resolve_projects(call)
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
                                      call.label(),
-                                     on_ambiguous=lambda: self.readback.applied(call, key))
+                                     on_ambiguous=lambda: self.readback.applied(call, key, True))
+        if outcome.ok and not outcome.found:
+            self.readback.note_sent([call], key)
         if outcome.ok and call.endpoint == "project_create":
             self._learn_project_id(call, outcome)
         return outcome

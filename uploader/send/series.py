@@ -1,0 +1,149 @@
+"""What the server holds of a metric series, read as rarely as the read API allows.
+
+Comet's ``experiment/metrics/get-metric`` has no window (no step, time or offset range): a
+read returns the whole series. So a run reads each series at most once for the calls an
+*earlier* run left in doubt, and once per *pass* for calls that became in doubt in this run:
+
+* **snapshot** (calls an earlier run may have sent): the first read-back of a series in this
+  run reads it once and keeps a count per point signature (a 64-bit hash). Nothing of those
+  calls is sent again before they are read back, and identical calls are serialised, so the
+  snapshot stays exact if it learns this run's own acks of such calls (:meth:`note_applied`)
+  instead of reading again.
+* **pass** (a request of this run failed after leaving: applied or not?): the state must be
+  read after the failure. Read-backs of one series wait for the pass in progress and are then
+  answered together by the next one, so N calls in doubt cost at most N reads, and far fewer
+  when they come together (one pass per series for the calls of one interruption).
+
+Memory: a read is decoded point by point from the answer's bytes (never as one list of
+dicts); a pass keeps counts only for the signatures asked for; a snapshot one small entry per
+point of the series.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+MetricPoint = dict
+Signature = Callable[[MetricPoint], tuple]
+
+
+def iter_points(body: bytes | None) -> Iterator[MetricPoint]:
+    """The ``metrics`` items of a get-metric answer, one at a time (the answer's other
+    fields are ignored)."""
+    if not body:
+        return
+    text = body.decode("utf-8", errors="replace")
+    start = text.find('"metrics"')
+    if start < 0:
+        return
+    decoder = json.JSONDecoder()
+    i = text.find("[", start) + 1
+    n = len(text)
+    while 0 < i < n:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n or text[i] == "]":
+            return
+        item, i = decoder.raw_decode(text, i)
+        if isinstance(item, dict):
+            yield item
+
+
+@dataclass
+class _Pass:
+    wanted: set = field(default_factory=set)
+    done: threading.Event = field(default_factory=threading.Event)
+    counts: Counter | None = None
+    error: BaseException | None = None
+    led: bool = False
+
+
+@dataclass
+class _Series:
+    running: bool = False
+    waiting: _Pass | None = None
+    snapshot: Counter | None = None
+
+
+class SeriesReads:
+    """Per-run reads of metric series.
+
+    :param fetch: ``fetch(key, name) -> bytes | None``: one read of a whole series.
+    :param signature: a point's signature (what makes two points the same).
+    :param sent_at_start: the highest seq an earlier run may have sent.
+    """
+
+    def __init__(self, fetch: Callable[[str, str], bytes | None], signature: Signature,
+                 sent_at_start: int):
+        self.fetch = fetch
+        self.signature = signature
+        self.sent_at_start = sent_at_start
+        self._cond = threading.Condition()
+        self._series: dict[tuple[str, str], _Series] = {}
+        self.reads = 0  # series reads made (figures and tests)
+
+    def _count(self, key: str, name: str, wanted: set | None) -> Counter:
+        self.reads += 1
+        counts: Counter = Counter()
+        for point in iter_points(self.fetch(key, name)):
+            h = hash(self.signature(point))
+            if wanted is None or h in wanted:
+                counts[h] += 1
+        return counts
+
+    def snapshot(self, key: str, name: str) -> Counter:
+        """Counts of the series as read once in this run, plus this run's acks since."""
+        with self._cond:
+            series = self._series.setdefault((key, name), _Series())
+            if series.snapshot is not None:
+                return series.snapshot
+        counts = self._count(key, name, None)
+        with self._cond:
+            if series.snapshot is None:
+                series.snapshot = counts
+            return series.snapshot
+
+    def fresh(self, key: str, name: str, wanted: Iterable[int]) -> Counter:
+        """Counts of ``wanted`` signatures read after this call (joins the next pass)."""
+        with self._cond:
+            series = self._series.setdefault((key, name), _Series())
+            this = series.waiting or _Pass()
+            series.waiting = this
+            this.wanted.update(wanted)
+            if this.led:
+                while not this.done.is_set():
+                    self._cond.wait()
+                return self._result(this)
+            this.led = True
+            while series.running:
+                self._cond.wait()
+            series.running = True
+            series.waiting = None
+        try:
+            this.counts = self._count(key, name, this.wanted)
+        except BaseException as exc:  # every waiter gets the failure (a read-back fails)
+            this.error = exc
+        with self._cond:
+            series.running = False
+            this.done.set()
+            self._cond.notify_all()
+        return self._result(this)
+
+    @staticmethod
+    def _result(this: _Pass) -> Counter:
+        if this.error is not None:
+            raise this.error
+        return this.counts
+
+    def note_applied(self, key: str, name: str, signature: tuple, seq: int) -> None:
+        """This run applied a call an earlier run may have sent: its snapshot counts it."""
+        if seq > self.sent_at_start:
+            return
+        with self._cond:
+            series = self._series.get((key, name))
+            if series is not None and series.snapshot is not None:
+                series.snapshot[hash(signature)] += 1
