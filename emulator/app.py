@@ -243,7 +243,9 @@ class Application:
         if what == "state" and request.method == "GET":
             if (request.query.get("summary") or "").lower() in ("1", "true"):
                 with self.store.reading() as conn:
-                    return json_response(200, views.state_summary(self.store, conn))
+                    summary = views.state_summary(self.store, conn)
+                summary.update(requests=self.request_counts(), faults=self.fault_counts())
+                return json_response(200, summary)
             return json_response(200, self.state())
         if what == "faults":
             if request.method == "GET":

@@ -65,6 +65,7 @@ class _Pass:
 @dataclass
 class _Series:
     running: bool = False
+    loading: bool = False
     waiting: _Pass | None = None
     snapshot: Counter | None = None
 
@@ -96,16 +97,25 @@ class SeriesReads:
         return counts
 
     def snapshot(self, key: str, name: str) -> Counter:
-        """Counts of the series as read once in this run, plus this run's acks since."""
+        """Counts of the series as read once in this run, plus this run's acks since (one
+        read, whatever the number of threads asking at once)."""
         with self._cond:
             series = self._series.setdefault((key, name), _Series())
+            while series.loading:
+                self._cond.wait()
             if series.snapshot is not None:
                 return series.snapshot
-        counts = self._count(key, name, None)
-        with self._cond:
-            if series.snapshot is None:
-                series.snapshot = counts
-            return series.snapshot
+            series.loading = True
+        counts = None
+        try:
+            counts = self._count(key, name, None)
+        finally:
+            with self._cond:
+                series.loading = False
+                if counts is not None:
+                    series.snapshot = counts
+                self._cond.notify_all()
+        return counts
 
     def fresh(self, key: str, name: str, wanted: Iterable[int]) -> Counter:
         """Counts of ``wanted`` signatures read after this call (joins the next pass)."""
