@@ -15,6 +15,7 @@ import time
 
 from test_upload_support import (CLI, FAST, KEY, ROOT, assert_server_matches, new_experiment,
                                  upload)
+from journal_helpers import count, rows
 from comet_journal.emulator.testing import EmulatorClient
 
 SERIES_READ = "read:experiment/metrics/get-metric"
@@ -108,3 +109,52 @@ def test_per_call_with_drops_and_two_kills_reads_at_most_once_per_call_in_doubt(
     reads = _series_reads(emu)
     assert 0 < reads <= drops + 3, (reads, drops)
     assert_server_matches(emu, path)
+
+
+# --- identical calls under interrupts (exactly once by distinct wire times) -------------------
+
+IDENTICAL = 600
+
+
+def _identical_journal(path) -> str:
+    """The same value of every kind logged many times, most within one millisecond."""
+    with new_experiment(path) as exp:  # unnamed: no "Name" other is sent
+        for _ in range(IDENTICAL):
+            exp.log_parameter("p", 1)
+            exp.log_other("o", "same")
+            exp.log_metric("m", 1.0)  # no step
+            exp.log_output("same line\n")
+            exp.log_html("<p>x</p>")
+    return str(path)
+
+
+def _applied(emu, endpoint: str) -> int:
+    return _summary(emu)["applied"].get(endpoint, 0)
+
+
+def test_identical_values_of_every_kind_exactly_once_through_an_interrupt_loop(
+        emulator_factory, tmp_path):
+    path = _identical_journal(tmp_path / "same.db")
+    times = [r["ts_ms"] for r in rows(path, "log_parameter")]
+    assert len(times) - len(set(times)) > IDENTICAL // 2  # mostly same-millisecond values
+    kinds = ("log_parameter", "log_other", "log_metric", "log_output", "log_html")
+    emu = emulator_factory(faults={"seed": 9, "rules": [
+        {"route": route, "kind": "drop_after", "rate": 0.05} for route in kinds]})
+    done = lambda: sum(_applied(emu, k) for k in kinds)  # noqa: E731
+    for i in range(6):  # SIGINT and SIGKILL, alternately, mid-upload
+        before = done()
+        proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST,
+                                 "--concurrency", "8", path], cwd=ROOT, env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while done() <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGINT if i % 2 else signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert _drops(emu) > 0
+    upload(emu, path, check=0, timeout=120)
+    assert_server_matches(emu, path)
+    # assert_server_matches counts items (output lines too); one request per call here:
+    for kind in ("log_parameter", "log_other", "log_metric", "log_html"):
+        assert _applied(emu, kind) == count(path, kind) >= IDENTICAL, (kind, _applied(emu, kind))
