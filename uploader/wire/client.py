@@ -117,11 +117,18 @@ class Answer:
         if self.is_html():
             return (f"the body is {self.describe_body()}, not Comet's JSON (a proxy or a login "
                     "page in the way? is --url the Comet server?)")
+        if len(body) > _PARSED_UP_TO and body[:1] in b"{[" and body[-1:] in b"}]":
+            # A large JSON document (a whole metric series): its reader decodes it item by
+            # item; parsing it here as a whole would cost ~650 B of memory per point.
+            return None
         try:
             json.loads(body)
         except ValueError:
             return f"the body is not JSON: {self.describe_body()}"
         return None
+
+
+_PARSED_UP_TO = 1 << 20  # answers larger than this are checked by their shape only
 
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
