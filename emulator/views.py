@@ -14,7 +14,8 @@ import os
 import sqlite3
 from typing import Any, Final, Iterable
 
-from comet_journal.emulator.store import RUNNING, Store, now_ms, points_of
+from comet_journal.emulator.points import points_of
+from comet_journal.emulator.store import RUNNING, Store, now_ms
 
 METRIC_ENDPOINTS: Final = ("log_metric", "batch_metrics")
 # What the metric reads show: metrics, and system samples as their sys.* metrics.
@@ -68,7 +69,7 @@ def comet_text(value: Any) -> str | None:
 def metric_points(rows: Iterable[sqlite3.Row]) -> list[dict]:
     """``{metricName, metricValue, step, epoch, context, timestamp}`` in apply order, folded
     from applied rows; system samples appear as their ``sys.*`` metrics
-    (:func:`~comet_journal.emulator.store.system_sample_metrics`)."""
+    (:func:`~comet_journal.emulator.points.system_sample_metrics`)."""
     return [p for row in rows for p in points_of(row["endpoint"], _fields(row), row["at_ms"])]
 
 
