@@ -5,7 +5,7 @@ The **applied log** is the source of truth: every applied write request is one r
 response it got), in apply order, duplicates kept. Parameters, output, tags and the rest are
 folded from that log when someone reads them (:mod:`comet_journal.emulator.views`). Metric
 points (and system samples, as their ``sys.*`` metrics) are also written, one row per point,
-into ``metric_points``, indexed by experiment, name and step, so reading one series of a
+into ``metric_points``, indexed by experiment and name, so reading one series of a
 10M-point server is an index range, not a fold of the whole log. Only what the server must
 look up while it answers a request has tables of its own: experiments (key, project,
 lifecycle), projects, asset descriptors (and their bytes), and a few counters.
@@ -108,19 +108,44 @@ CREATE TABLE IF NOT EXISTS metric_points (
     applied_id INTEGER NOT NULL,
     experiment_key TEXT,
     name TEXT NOT NULL,
-    value TEXT,
+    value,  -- no type: numbers keep every digit, text stays text (see _stored)
     step INTEGER,
     epoch INTEGER,
-    context TEXT,
+    context,
     timestamp INTEGER
 );
 CREATE INDEX IF NOT EXISTS metric_points_by_name ON metric_points (experiment_key, name, id);
-CREATE INDEX IF NOT EXISTS metric_points_by_step ON metric_points (experiment_key, name, step);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
+
+# A batch's points, walked by SQLite (values as SQL values; true/false as text, as Comet
+# shows them).
+_BATCH_POINTS: Final = """
+INSERT INTO metric_points (applied_id, experiment_key, name, value, step, epoch, context,
+                           timestamp)
+SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
+       CASE json_type(j.value, '$.metricValue') WHEN 'true' THEN 'true'
+            WHEN 'false' THEN 'false' ELSE json_extract(j.value, '$.metricValue') END,
+       json_extract(j.value, '$.step'), json_extract(j.value, '$.epoch'),
+       json_extract(j.value, '$.context'),
+       coalesce(nullif(json_extract(j.value, '$.timestamp'), 0), ?3)
+FROM json_each(?4, '$.values') AS j"""
+
+
+def _stored(value: Any) -> Any:
+    """A value as the index keeps it: numbers and text as SQL values; true/false and NaN as
+    Comet shows them (SQLite has no NaN); anything else as JSON text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value)
+
 
 # Experiment lifecycle states (``archived`` and ``deleted`` are flags beside them).
 RUNNING: Final = "running"
@@ -178,7 +203,7 @@ class Store:
             if tables and version < 2:  # an older state: index the points it already holds
                 for row in self.applied_rows(conn, None, METRIC_POINT_ENDPOINTS):
                     self._add_points(conn, row["id"], row["endpoint"], row["experiment_key"],
-                                     json.loads(row["fields"]), row["at_ms"])
+                                     row["fields"], row["at_ms"])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -219,17 +244,23 @@ class Store:
             (endpoint, experiment_key, idempotency_key, fields, status, response, at_ms),
         ).lastrowid
         if endpoint in METRIC_POINT_ENDPOINTS:
-            self._add_points(conn, row_id, endpoint, experiment_key, json.loads(fields), at_ms)
+            self._add_points(conn, row_id, endpoint, experiment_key, fields, at_ms)
         return row_id
 
     def _add_points(self, conn: sqlite3.Connection, row_id: int, endpoint: str,
-                    experiment_key: str | None, fields: dict, at_ms: int) -> None:
+                    experiment_key: str | None, fields: str, at_ms: int) -> None:
+        if endpoint == "batch_metrics":
+            try:  # SQLite walks the batch itself: no Python object per point
+                conn.execute(_BATCH_POINTS, (row_id, experiment_key, at_ms, fields))
+                return
+            except sqlite3.OperationalError:
+                pass  # not strict JSON (a NaN value): point by point below
         conn.executemany(
             "INSERT INTO metric_points (applied_id, experiment_key, name, value, step, epoch, "
             "context, timestamp) VALUES (?,?,?,?,?,?,?,?)",
-            [(row_id, experiment_key, p["metricName"], json.dumps(p["metricValue"]),
-              p["step"], p["epoch"], None if p["context"] is None else json.dumps(p["context"]),
-              p["timestamp"]) for p in points_of(endpoint, fields, at_ms)])
+            [(row_id, experiment_key, p["metricName"], _stored(p["metricValue"]), p["step"],
+              p["epoch"], _stored(p["context"]), p["timestamp"])
+             for p in points_of(endpoint, json.loads(fields), at_ms)])
 
     def metric_points(self, conn: sqlite3.Connection, experiment_key: str,
                       name: str | None = None) -> Iterator[dict]:
@@ -242,9 +273,8 @@ class Store:
             sql += " AND name=?"
             args.append(name)
         for n, value, step, epoch, context, ts in conn.execute(sql + " ORDER BY id", args):
-            yield {"metricName": n, "metricValue": json.loads(value), "step": step,
-                   "epoch": epoch, "context": None if context is None else json.loads(context),
-                   "timestamp": ts}
+            yield {"metricName": n, "metricValue": value, "step": step, "epoch": epoch,
+                   "context": context, "timestamp": ts}
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""

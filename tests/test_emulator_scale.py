@@ -103,3 +103,18 @@ def test_state_summary_counts_instead_of_contents(emulator, emulator_client):
     full = emulator_client.get("/emulator/state").json()
     assert len(full["experiments"][key]["metrics"]["loss"]) == 3000
     assert json.dumps(summary)  # plain JSON
+
+
+def test_batch_values_read_back_as_comet_shows_them(emulator_client):
+    key = emulator_client.create_experiment("ws", "proj", name="values")
+    body = ('{"experimentKey": "%s", "values": [{"metricName": "v", "metricValue": 0.1, '
+            '"step": 0}, {"metricName": "v", "metricValue": "abc", "step": 1}, '
+            '{"metricName": "v", "metricValue": 12345678901234567, "step": 2}]}' % key)
+    first = emulator_client.post("/clientlib/batch/logger/experiment/metric", data=body,
+                         headers={"Content-Type": "application/json"})
+    assert first.status_code == 200, first.text
+    emulator_client.post("/clientlib/batch/logger/experiment/metric",  # NaN: not strict JSON
+                         data=body.replace("0.1", "NaN"),
+                         headers={"Content-Type": "application/json"})
+    assert [p["metricValue"] for p in _read_metric(emulator_client, key, "v")] == \
+        ["0.1", "abc", "12345678901234567", "NaN", "abc", "12345678901234567"]
