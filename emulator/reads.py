@@ -10,6 +10,7 @@ parameter values as text. An unknown or deleted experiment is a 404, as on newer
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Iterable
@@ -17,7 +18,7 @@ from typing import Any, Callable, Final, Iterable
 from comet_journal.emulator import views
 from comet_journal.emulator.errors import EXPERIMENT_NOT_FOUND, bad_request, not_found
 from comet_journal.emulator.store import Store
-from comet_journal.emulator.wire import BINARY_TYPE, Response
+from comet_journal.emulator.wire import BINARY_TYPE, JSON_TYPE, Response
 
 READ_PREFIX: Final = "read:"  # read routes are named "read:<path after /api/rest/v2/>"
 
@@ -122,11 +123,28 @@ def _metric_json(points: Iterable[dict]) -> list[dict]:
 
 
 @reader("experiment/metrics/get-metric")
-def _metric(ctx: ReadContext) -> dict:
+def _metric(ctx: ReadContext) -> Response:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    return {"experimentKey": key, "metricName": name,
-            "metrics": _metric_json(ctx.store.metric_points(ctx.conn, key, name))}
+    # Written straight to bytes, a piece at a time: a series of millions of points never
+    # exists as a list of dicts here (same JSON as _metric_json would give).
+    body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
+        json.dumps(key).encode(), json.dumps(name).encode()))
+    name_json = json.dumps(name)
+    piece: list[str] = []
+    for offset, p in enumerate(ctx.store.metric_points(ctx.conn, key, name)):
+        piece.append(f'{{"metricName":{name_json},'
+                     f'"metricValue":{json.dumps(views.comet_text(p["metricValue"]))},'
+                     f'"timestamp":{json.dumps(p["timestamp"])},"step":{json.dumps(p["step"])},'
+                     f'"epoch":{json.dumps(p["epoch"])},"runContext":{json.dumps(p["context"])},'
+                     f'"offset":{offset}}}')
+        if len(piece) >= 10_000:
+            body += (("," if body[-1:] != b"[" else "") + ",".join(piece)).encode()
+            piece.clear()
+    if piece:
+        body += (("," if body[-1:] != b"[" else "") + ",".join(piece)).encode()
+    body += b"]}"
+    return Response(200, bytes(body), JSON_TYPE)
 
 
 @reader("experiment/metrics/get-all")

@@ -87,6 +87,7 @@ def test_batch_200k_points_with_drops_and_two_kills_reads_what_is_in_doubt(
     assert summary["skipped_already_uploaded"] > 0  # the kills left work already done
     drops = _drops(emu)
     assert drops > 0
+    assert_server_matches(emu, path)
     assert _applied_points(emu) == 200_000
     assert _summary(emu)["applied"]["batch_metrics"] >= 400
     # In doubt: each dropped batch (one pass each, at most) and, per run after a kill, the

@@ -23,6 +23,7 @@ decoded (about 150 bytes a point).
 from __future__ import annotations
 
 import bisect
+import codecs
 import json
 import threading
 from array import array
@@ -34,24 +35,38 @@ MetricPoint = dict
 Signature = Callable[[MetricPoint], tuple]
 
 
-def iter_points(body: bytes | None) -> Iterator[MetricPoint]:
-    """The ``metrics`` items of a get-metric answer, one at a time (the answer's other
-    fields are ignored)."""
+def iter_points(body: bytes | None, window: int = 1 << 20) -> Iterator[MetricPoint]:
+    """The ``metrics`` items of a get-metric answer, one at a time, decoded a window of the
+    bytes at a time (never the whole answer as one string; other fields are ignored)."""
     if not body:
         return
-    text = body.decode("utf-8", errors="replace")
-    start = text.find('"metrics"')
-    if start < 0:
+    head = body.find(b'"metrics"')
+    if head < 0:
+        return
+    pos = body.find(b"[", head) + 1
+    if pos <= 0:
         return
     decoder = json.JSONDecoder()
-    i = text.find("[", start) + 1
-    n = len(text)
-    while 0 < i < n:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n or text[i] == "]":
+    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chars split by windows
+    text, i = "", 0
+    while True:
+        while True:  # skip separators, refilling the window when it runs out
+            while i < len(text) and text[i] in " \t\r\n,":
+                i += 1
+            if i < len(text) or pos >= len(body):
+                break
+            text, i, pos = utf8.decode(body[pos:pos + window]), 0, pos + window
+        if i >= len(text) or text[i] == "]":
             return
-        item, i = decoder.raw_decode(text, i)
+        try:
+            item, end = decoder.raw_decode(text, i)
+        except ValueError:
+            if pos >= len(body):
+                raise
+            # the item runs past the window: grow the window by the next piece
+            text, i, pos = text[i:] + utf8.decode(body[pos:pos + window]), 0, pos + window
+            continue
+        i = end
         if isinstance(item, dict):
             yield item
 
