@@ -25,10 +25,18 @@ def test_points_decode_one_at_a_time_across_windows_and_split_characters():
 def _reads(series: dict) -> tuple[SeriesReads, list]:
     fetched: list = []
 
-    def fetch(key, name):
+    def fetch(key, name, make_reader):
         fetched.append(name)
         time.sleep(0.2)  # a read takes time: read-backs arriving meanwhile wait for the next
-        return _answer(series[name])
+        broken = make_reader()  # an attempt cut short (a timeout): dropped with its reader
+        broken.feed(_answer(series[name])[:40])
+        assert broken.problem() is not None
+        reader = make_reader()
+        body = _answer(series[name])
+        for start in range(0, len(body), 7):  # as the answer arrives, in pieces
+            reader.feed(body[start:start + 7])
+        assert reader.problem() is None
+        return reader
 
     return SeriesReads(fetch, lambda p: (p["metricName"], p["step"]), sent_at_start=10), \
         fetched

@@ -10,14 +10,14 @@ call is resent.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from comet_journal.uploader.errors import AuthError, Stopped
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.history import History
 from comet_journal.uploader.send.checks import (CHECKS, NEEDS_NO_EXPERIMENT, call_metric_sig,
                                                 server_metric_sig)
-from comet_journal.uploader.send.series import SeriesReads
+from comet_journal.uploader.send.series import PointReader, SeriesReads
 from comet_journal.uploader.send.wire_times import WireTimes
 from comet_journal.uploader.wire.exchange import READ_PREFIX, Link
 from comet_journal.uploader.wire.requests import BuiltRequest, Overrides
@@ -40,13 +40,16 @@ class ReadBack:
     def read(self, path: str, **params: Any) -> Any:
         return self.link.read(path, **params)
 
-    def _fetch_series(self, key: str, name: str) -> bytes | None:
-        """One metric series, as the answer's bytes (decoded point by point by the caller)."""
+    def _fetch_series(self, key: str, name: str,
+                      make_reader: Callable[[], PointReader]) -> PointReader | None:
+        """One metric series, streamed into a fresh reader per attempt (never held whole):
+        the reader that took the answer, or None when the server has no such series."""
         query = {"experimentKey": key, "metricName": name}
         out = self.link.exchange(
-            lambda: BuiltRequest("GET", READ_PREFIX + "experiment/metrics/get-metric", query),
+            lambda: BuiltRequest("GET", READ_PREFIX + "experiment/metrics/get-metric", query,
+                                 answer_to=make_reader),
             None, f"read-back of metric {name!r}", write=False)
-        return out.answer.body if out.ok and out.answer is not None else None
+        return out.answer.streamed if out.ok and out.answer is not None else None
 
     def stamp(self, job: Any) -> None:
         """Give the calls of a job their wire times (:mod:`.wire_times`)."""

@@ -29,46 +29,82 @@ import threading
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 MetricPoint = dict
 Signature = Callable[[MetricPoint], tuple]
 
 
-def iter_points(body: bytes | None, window: int = 1 << 20) -> Iterator[MetricPoint]:
-    """The ``metrics`` items of a get-metric answer, one at a time, decoded a window of the
-    bytes at a time (never the whole answer as one string; other fields are ignored)."""
-    if not body:
-        return
-    head = body.find(b'"metrics"')
-    if head < 0:
-        return
-    pos = body.find(b"[", head) + 1
-    if pos <= 0:
-        return
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")  # chars split by windows
-    text, i = "", 0
-    while True:
-        while True:  # skip separators, refilling the window when it runs out
-            while i < len(text) and text[i] in " \t\r\n,":
-                i += 1
-            if i < len(text) or pos >= len(body):
-                break
-            text, i, pos = utf8.decode(body[pos:pos + window]), 0, pos + window
-        if i >= len(text) or text[i] == "]":
+class PointReader:
+    """The ``metrics`` items of a get-metric answer, decoded as its bytes arrive
+    (:meth:`feed`), each handed to ``on_point``; the answer is never held whole. An
+    :class:`~comet_journal.uploader.wire.requests.AnswerSink`: ``feed`` never raises."""
+
+    MAX_ITEM = 64 << 20  # one point's JSON larger than this: not a metrics answer
+
+    def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None):
+        self.on_point = on_point
+        self.kept = kept  # what on_point gathers, for whoever made this reader
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = json.JSONDecoder()
+        self._text = ""
+        self._in_list = False
+        self._done = False
+        self._error: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._done or self._error is not None:
             return
+        self._text += self._utf8.decode(chunk)
         try:
-            item, end = decoder.raw_decode(text, i)
-        except ValueError:
-            if pos >= len(body):
-                raise
-            # the item runs past the window: grow the window by the next piece
-            text, i, pos = text[i:] + utf8.decode(body[pos:pos + window]), 0, pos + window
-            continue
-        i = end
-        if isinstance(item, dict):
-            yield item
+            self._consume()
+        except Exception as exc:  # a broken answer: reported by problem(), never raised
+            self._error = f"the metric series could not be decoded ({exc})"
+
+    def _consume(self) -> None:
+        text, i = self._text, 0
+        if not self._in_list:
+            head = text.find('"metrics"')
+            start = text.find("[", head) if head >= 0 else -1
+            if start < 0:
+                return  # the list has not begun yet
+            self._in_list, i = True, start + 1
+        n = len(text)
+        while True:
+            while i < n and text[i] in " \t\r\n,":
+                i += 1
+            if i >= n:
+                break
+            if text[i] == "]":
+                self._done = True
+                break
+            try:
+                item, i_end = self._decoder.raw_decode(text, i)
+            except ValueError:
+                if n - i > self.MAX_ITEM:
+                    raise
+                break  # the item goes on in the next piece
+            i = i_end
+            if isinstance(item, dict):
+                self.on_point(item)
+        self._text = text[i:]
+
+    def problem(self) -> str | None:
+        if self._error is not None:
+            return self._error
+        if not self._done:
+            return "the metric series answer ended early (or has no metrics list)"
+        return None
+
+
+def iter_points(body: bytes | None, window: int = 1 << 20) -> Iterator[MetricPoint]:
+    """The ``metrics`` items of a whole get-metric answer, fed a window at a time."""
+    points: list[MetricPoint] = []
+    reader = PointReader(points.append)
+    for start in range(0, len(body or b""), window):
+        reader.feed(body[start:start + window])
+        yield from points
+        points.clear()
 
 
 class Snapshot:
@@ -108,12 +144,15 @@ class _Series:
 class SeriesReads:
     """Per-run reads of metric series.
 
-    :param fetch: ``fetch(key, name) -> bytes | None``: one read of a whole series.
+    :param fetch: ``fetch(key, name, make_reader) -> PointReader | None``: one read of a
+        whole series into a fresh ``make_reader()`` per attempt; the reader that took the
+        answer (None: the server has no such series).
     :param signature: a point's signature (what makes two points the same).
     :param sent_at_start: the highest seq an earlier run may have sent.
     """
 
-    def __init__(self, fetch: Callable[[str, str], bytes | None], signature: Signature,
+    def __init__(self, fetch: Callable[[str, str, Callable[[], PointReader]],
+                                       PointReader | None], signature: Signature,
                  sent_at_start: int):
         self.fetch = fetch
         self.signature = signature
@@ -122,14 +161,25 @@ class SeriesReads:
         self._series: dict[tuple[str, str], _Series] = {}
         self.reads = 0  # series reads made (figures and tests)
 
-    def _count(self, key: str, name: str, wanted: set) -> Counter:
+    def _hashes(self, key: str, name: str, wanted: set | None) -> list[int]:
+        """One read: the hashes of the series' points (only the ``wanted`` ones if given)."""
         self.reads += 1
-        counts: Counter = Counter()
-        for point in iter_points(self.fetch(key, name)):
-            h = hash(self.signature(point))
-            if h in wanted:
-                counts[h] += 1
-        return counts
+        signature = self.signature
+
+        def make_reader() -> PointReader:  # one per attempt: a failed one is dropped whole
+            hashes: list[int] = []
+
+            def on_point(point: MetricPoint) -> None:
+                h = hash(signature(point))
+                if wanted is None or h in wanted:
+                    hashes.append(h)
+            return PointReader(on_point, hashes)
+
+        reader = self.fetch(key, name, make_reader)
+        return [] if reader is None else reader.kept
+
+    def _count(self, key: str, name: str, wanted: set) -> Counter:
+        return Counter(self._hashes(key, name, wanted))
 
     def snapshot(self, key: str, name: str) -> Snapshot:
         """Counts of the series as read once in this run, plus this run's acks since (one
@@ -143,9 +193,7 @@ class SeriesReads:
             series.loading = True
         snapshot = None
         try:
-            self.reads += 1
-            snapshot = Snapshot([hash(self.signature(point))
-                                 for point in iter_points(self.fetch(key, name))])
+            snapshot = Snapshot(self._hashes(key, name, None))
         finally:
             with self._cond:
                 series.loading = False
