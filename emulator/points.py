@@ -5,6 +5,8 @@ Metrics (one, or a batch) and system samples, which Comet shows as ``sys.*`` met
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, Final
 
 # Where metric points come from: metrics, and system samples (as their sys.* metrics).
@@ -49,3 +51,20 @@ def points_of(endpoint: str, fields: dict, at_ms: int) -> list[dict]:
              "step": item.get("step"), "epoch": item.get("epoch"),
              "context": item.get("context"), "timestamp": item.get("timestamp") or at_ms}
             for item in items]
+
+
+def comet_text(value: Any) -> str | None:
+    """A value as Comet's read API shows metric and parameter values: as text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)

@@ -10,7 +10,6 @@ parameter values as text. An unknown or deleted experiment is a 404, as on newer
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Iterable
@@ -126,25 +125,7 @@ def _metric_json(points: Iterable[dict]) -> list[dict]:
 def _metric(ctx: ReadContext) -> Response:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    # Written straight to bytes, a piece at a time: a series of millions of points never
-    # exists as a list of dicts here (same JSON as _metric_json would give).
-    body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
-        json.dumps(key).encode(), json.dumps(name).encode()))
-    name_json = json.dumps(name)
-    piece: list[str] = []
-    for offset, p in enumerate(ctx.store.metric_points(ctx.conn, key, name)):
-        piece.append(f'{{"metricName":{name_json},'
-                     f'"metricValue":{json.dumps(views.comet_text(p["metricValue"]))},'
-                     f'"timestamp":{json.dumps(p["timestamp"])},"step":{json.dumps(p["step"])},'
-                     f'"epoch":{json.dumps(p["epoch"])},"runContext":{json.dumps(p["context"])},'
-                     f'"offset":{offset}}}')
-        if len(piece) >= 10_000:
-            body += (("," if body[-1:] != b"[" else "") + ",".join(piece)).encode()
-            piece.clear()
-    if piece:
-        body += (("," if body[-1:] != b"[" else "") + ",".join(piece)).encode()
-    body += b"]}"
-    return Response(200, bytes(body), JSON_TYPE)
+    return Response(200, ctx.store.series_json(ctx.conn, key, name).encode(), JSON_TYPE)
 
 
 @reader("experiment/metrics/get-all")

@@ -31,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Final, Iterable, Iterator
 
-from comet_journal.emulator.points import METRIC_POINT_ENDPOINTS, points_of
+from comet_journal.emulator.points import METRIC_POINT_ENDPOINTS, comet_text, points_of
 
 SCHEMA_VERSION: Final = 2  # 2: metric points indexed (metric_points)
 APPLICATION_ID: Final = 0x434A454D  # "CJEM": this SQLite file is an emulator's state
@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS metric_points (
     experiment_key TEXT,
     name TEXT NOT NULL,
     value,  -- no type: numbers keep every digit, text stays text (see _stored)
+    text TEXT,  -- the value as Comet's read API shows it
     step INTEGER,
     epoch INTEGER,
     context,
@@ -124,15 +125,27 @@ CREATE TABLE IF NOT EXISTS counters (
 # A batch's points, walked by SQLite (values as SQL values; true/false as text, as Comet
 # shows them).
 _BATCH_POINTS: Final = """
-INSERT INTO metric_points (applied_id, experiment_key, name, value, step, epoch, context,
-                           timestamp)
+INSERT INTO metric_points (applied_id, experiment_key, name, value, text, step, epoch,
+                           context, timestamp)
 SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
        CASE json_type(j.value, '$.metricValue') WHEN 'true' THEN 'true'
             WHEN 'false' THEN 'false' ELSE json_extract(j.value, '$.metricValue') END,
+       CASE json_type(j.value, '$.metricValue') WHEN 'text' THEN j.value ->> '$.metricValue'
+            WHEN 'null' THEN NULL ELSE j.value -> '$.metricValue' END,
        json_extract(j.value, '$.step'), json_extract(j.value, '$.epoch'),
        json_extract(j.value, '$.context'),
        coalesce(nullif(json_extract(j.value, '$.timestamp'), 0), ?3)
 FROM json_each(?4, '$.values') AS j"""
+
+
+_SERIES_JSON: Final = """
+SELECT '{"experimentKey":' || json_quote(?1) || ',"metricName":' || json_quote(?2)
+    || ',"metrics":' || coalesce((
+        SELECT json_group_array(json_object(
+            'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
+            'epoch', epoch, 'runContext', context, 'offset', n))
+        FROM (SELECT *, row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
+              WHERE experiment_key = ?1 AND name = ?2 ORDER BY id)), '[]') || '}'"""
 
 
 def _stored(value: Any) -> Any:
@@ -256,10 +269,11 @@ class Store:
             except sqlite3.OperationalError:
                 pass  # not strict JSON (a NaN value): point by point below
         conn.executemany(
-            "INSERT INTO metric_points (applied_id, experiment_key, name, value, step, epoch, "
-            "context, timestamp) VALUES (?,?,?,?,?,?,?,?)",
-            [(row_id, experiment_key, p["metricName"], _stored(p["metricValue"]), p["step"],
-              p["epoch"], _stored(p["context"]), p["timestamp"])
+            "INSERT INTO metric_points (applied_id, experiment_key, name, value, text, step, "
+            "epoch, context, timestamp) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(row_id, experiment_key, p["metricName"], _stored(p["metricValue"]),
+              comet_text(p["metricValue"]), p["step"], p["epoch"], _stored(p["context"]),
+              p["timestamp"])
              for p in points_of(endpoint, json.loads(fields), at_ms)])
 
     def metric_points(self, conn: sqlite3.Connection, experiment_key: str,
@@ -275,6 +289,11 @@ class Store:
         for n, value, step, epoch, context, ts in conn.execute(sql + " ORDER BY id", args):
             yield {"metricName": n, "metricValue": value, "step": step, "epoch": epoch,
                    "context": context, "timestamp": ts}
+
+    def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str) -> str:
+        """Comet's get-metric answer for one series, written by SQLite in one pass (no Python
+        object per point)."""
+        return conn.execute(_SERIES_JSON, (experiment_key, name)).fetchone()[0]
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""

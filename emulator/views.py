@@ -14,7 +14,7 @@ import os
 import sqlite3
 from typing import Any, Final, Iterable
 
-from comet_journal.emulator.points import points_of
+from comet_journal.emulator.points import comet_text, points_of
 from comet_journal.emulator.store import RUNNING, Store, now_ms
 
 METRIC_ENDPOINTS: Final = ("log_metric", "batch_metrics")
@@ -45,23 +45,6 @@ SYSTEM_DETAIL_KEYS: Final = (
 
 def _fields(row: sqlite3.Row) -> dict:
     return json.loads(row["fields"])
-
-
-def comet_text(value: Any) -> str | None:
-    """A value as Comet's read API shows metric and parameter values: as text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value)
 
 
 # --- series -------------------------------------------------------------------------------
