@@ -59,8 +59,10 @@ class ReadBack:
 
     def note_sent(self, calls: list[Call], key: str | None) -> None:
         """This run's requests applied ``calls`` (acked): series snapshots count them."""
-        for call in calls:
-            if call.endpoint == "log_metric" and key is not None:
+        if key is None:
+            return
+        for call in calls:  # only calls an earlier run may have sent matter to snapshots
+            if call.endpoint == "log_metric" and call.seq <= self.series.sent_at_start:
                 sig = call_metric_sig(call)
                 self.series.note_applied(key, sig[0], sig, call.seq)
 
