@@ -125,7 +125,7 @@ def _metric_json(points: Iterable[dict]) -> list[dict]:
 def _metric(ctx: ReadContext) -> Response:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    return Response(200, ctx.store.series_json(ctx.conn, key, name).encode(), JSON_TYPE)
+    return Response(200, ctx.store.series_json(ctx.conn, key, name), JSON_TYPE)
 
 
 @reader("experiment/metrics/get-all")

@@ -138,14 +138,12 @@ SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
 FROM json_each(?4, '$.values') AS j"""
 
 
-_SERIES_JSON: Final = """
-SELECT '{"experimentKey":' || json_quote(?1) || ',"metricName":' || json_quote(?2)
-    || ',"metrics":' || coalesce((
-        SELECT json_group_array(json_object(
-            'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
-            'epoch', epoch, 'runContext', context, 'offset', n))
-        FROM (SELECT *, row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
-              WHERE experiment_key = ?1 AND name = ?2 ORDER BY id)), '[]') || '}'"""
+_SERIES_PAGE: Final = """
+SELECT json_group_array(json_object(
+           'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
+           'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
+FROM (SELECT *, ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
+      WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
 
 
 def _stored(value: Any) -> Any:
@@ -290,10 +288,24 @@ class Store:
             yield {"metricName": n, "metricValue": value, "step": step, "epoch": epoch,
                    "context": context, "timestamp": ts}
 
-    def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str) -> str:
-        """Comet's get-metric answer for one series, written by SQLite in one pass (no Python
-        object per point)."""
-        return conn.execute(_SERIES_JSON, (experiment_key, name)).fetchone()[0]
+    def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str,
+                    page: int = 50_000) -> bytes:
+        """Comet's get-metric answer for one series, written by SQLite a page at a time (no
+        Python object per point; memory: the answer and one page)."""
+        body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
+            json.dumps(experiment_key).encode(), json.dumps(name).encode()))
+        after, offset = 0, 0
+        while True:
+            items, last, n = conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
+                                                         offset)).fetchone()
+            if not n:
+                break
+            if offset:
+                body += b","
+            body += items[1:-1].encode()  # the page's items, without its brackets
+            after, offset = last, offset + n
+        body += b"]}"
+        return bytes(body)
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""

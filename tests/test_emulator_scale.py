@@ -118,3 +118,19 @@ def test_batch_values_read_back_as_comet_shows_them(emulator_client):
                          headers={"Content-Type": "application/json"})
     assert [p["metricValue"] for p in _read_metric(emulator_client, key, "v")] == \
         ["0.1", "abc", "12345678901234567", "NaN", "abc", "12345678901234567"]
+
+
+def test_a_series_answer_is_written_in_pages_with_running_offsets(tmp_path):
+    store = Store(tmp_path / "emu.db")
+    values = [{"metricName": "m", "metricValue": i / 3, "step": i} for i in range(2500)]
+    with store.transaction() as conn:
+        store.record_applied(conn, "batch_metrics", "k", None, json.dumps({"values": values}),
+                             200, "{}")
+    with store.reading() as conn:
+        paged = json.loads(store.series_json(conn, "k", "m", page=1000))
+        whole = json.loads(store.series_json(conn, "k", "m"))
+        empty = json.loads(store.series_json(conn, "k", "nothing"))
+    store.close()
+    assert paged == whole and empty["metrics"] == []
+    assert [p["offset"] for p in paged["metrics"]] == list(range(2500))
+    assert [float(p["metricValue"]) for p in paged["metrics"]] == [i / 3 for i in range(2500)]
