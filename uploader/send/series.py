@@ -69,6 +69,19 @@ class PointReader:
             if start < 0:
                 return  # the list has not begun yet
             self._in_list, i = True, start + 1
+        # Fast path: the complete items up to the last "}," decoded as one list (a cut
+        # inside a string leaves it unterminated, so such a list never parses wrongly).
+        cut = text.rfind("},", i)
+        if cut > i:
+            try:
+                items = json.loads("[" + text[i:cut + 1] + "]")
+            except ValueError:
+                items = None
+            if items is not None:
+                for item in items:
+                    if isinstance(item, dict):
+                        self.on_point(item)
+                i = cut + 2
         n = len(text)
         while True:
             while i < n and text[i] in " \t\r\n,":
