@@ -67,7 +67,9 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     counts: dict[str, Counter] = {}
     for name in dict.fromkeys(s[0] for s in sigs):
         if rb.fresh:
-            counts[name] = rb.series.fresh(key, name, {hash(s) for s in sigs if s[0] == name})
+            mine = [s for s in sigs if s[0] == name]
+            counts[name] = rb.series.fresh(key, name, {hash(s) for s in mine},
+                                           {s[5] for s in mine})
         else:
             counts[name] = rb.series.snapshot(key, name)
     on_server = [counts[sig[0]][hash(sig)] for sig in sigs]
