@@ -241,6 +241,11 @@ class Application:
         self._authenticate(request)
         what = route.name.partition(":")[2].rstrip("/")
         if what == "state" and request.method == "GET":
+            if (request.query.get("summary") or "").lower() in ("1", "true"):
+                with self.store.reading() as conn:
+                    summary = views.state_summary(self.store, conn)
+                summary.update(requests=self.request_counts(), faults=self.fault_counts())
+                return json_response(200, summary)
             return json_response(200, self.state())
         if what == "faults":
             if request.method == "GET":

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from comet_journal.schema.blobs import is_blob_ref, read_blob
 from comet_journal.schema.catalogue import ENDPOINTS
 from comet_journal.schema.ordering import BARRIER, ORDERING
+from comet_journal.schema.wire_times import STAMPED, StreamClock
 
 # What a journal call or an applied request becomes (endpoint -> kind of item).
 POSITIONED_KINDS = frozenset({"metric", "output", "cpu_metrics", "ram_metrics", "load_metrics",
@@ -69,10 +70,16 @@ def journal_item_list(path: str, state_dir: str | None = None) -> list[tuple]:
     out: list[tuple] = []
     try:
         keys = server_keys(conn)
+        clocks: dict[tuple, StreamClock] = {}  # the uploader's wire times (schema.wire_times)
         for _seq, endpoint, exp_id, ts, text in conn.execute(
                 "SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls ORDER BY seq"):
             p = json.loads(text)
             key = keys.get(exp_id)
+            if endpoint in STAMPED:
+                clock = clocks.setdefault((exp_id, endpoint), StreamClock(STAMPED[endpoint]))
+                ts = clock.next(p, ts)
+                if "timestamp" in p:
+                    p["timestamp"] = ts
             if endpoint == "experiment_create":
                 out.append((key, "create"))
                 if p.get("experimentName"):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable, Final
+from typing import Any, Callable, Final, Iterable
 
 from comet_journal.emulator import views
 from comet_journal.emulator.errors import EXPERIMENT_NOT_FOUND, bad_request, not_found
 from comet_journal.emulator.store import Store
-from comet_journal.emulator.wire import BINARY_TYPE, Response
+from comet_journal.emulator.wire import BINARY_TYPE, JSON_TYPE, Response
 
 READ_PREFIX: Final = "read:"  # read routes are named "read:<path after /api/rest/v2/>"
 
@@ -114,7 +114,7 @@ def _metadata(ctx: ReadContext) -> dict:
     return views.experiment_metadata(ctx.experiment())
 
 
-def _metric_json(points: list[dict]) -> list[dict]:
+def _metric_json(points: Iterable[dict]) -> list[dict]:
     return [{"metricName": p["metricName"], "metricValue": views.comet_text(p["metricValue"]),
              "timestamp": p["timestamp"], "step": p["step"], "epoch": p["epoch"],
              "runContext": p["context"], "offset": offset}
@@ -122,24 +122,22 @@ def _metric_json(points: list[dict]) -> list[dict]:
 
 
 @reader("experiment/metrics/get-metric")
-def _metric(ctx: ReadContext) -> dict:
+def _metric(ctx: ReadContext) -> Response:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    points = [p for p in views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
-              if p["metricName"] == name]
-    return {"experimentKey": key, "metricName": name, "metrics": _metric_json(points)}
+    return Response(200, ctx.store.series_json(ctx.conn, key, name), JSON_TYPE)
 
 
 @reader("experiment/metrics/get-all")
 def _all_metrics(ctx: ReadContext) -> dict:
     key = ctx.experiment()["key"]
-    points = views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
-    return {"experimentKey": key, "metrics": _metric_json(points)}
+    return {"experimentKey": key,
+            "metrics": _metric_json(ctx.store.metric_points(ctx.conn, key))}
 
 
 @reader("experiment/metrics/summary")
 def _metrics_summary(ctx: ReadContext) -> dict:
-    points = views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
+    points = list(ctx.store.metric_points(ctx.conn, ctx.experiment()["key"]))
     return {"values": views.summaries(points, "metricName", "metricValue")}
 
 
@@ -193,8 +191,7 @@ def _system_details(ctx: ReadContext) -> dict:
     details.update(merged)
     details["experimentKey"] = key
     details["systemMetricNames"] = sorted(
-        {p["metricName"] for p in views.metric_points(ctx.rows(views.METRIC_READ_ENDPOINTS))
-         if p["metricName"].startswith("sys.")})
+        name for name in ctx.store.metric_counts(ctx.conn, key) if name.startswith("sys."))
     return details
 
 

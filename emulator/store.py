@@ -2,11 +2,13 @@
 
 The **applied log** is the source of truth: every applied write request is one row of
 ``applied`` (its endpoint, experiment, ``Idempotency-Key``, all its fields as JSON, and the
-response it got), in apply order, duplicates kept. Metrics, parameters, output, tags and the
-rest are folded from that log when someone reads them (:mod:`comet_journal.emulator.views`), so a write is
-a single INSERT however many values it carries. Only what the server must look up while it
-answers a request has tables of its own: experiments (key, project, lifecycle), projects,
-asset descriptors (and their bytes), and a few counters.
+response it got), in apply order, duplicates kept. Parameters, output, tags and the rest are
+folded from that log when someone reads them (:mod:`comet_journal.emulator.views`). Metric
+points (and system samples, as their ``sys.*`` metrics) are also written, one row per point,
+into ``metric_points``, indexed by experiment and name, so reading one series of a
+10M-point server is an index range, not a fold of the whole log. Only what the server must
+look up while it answers a request has tables of its own: experiments (key, project,
+lifecycle), projects, asset descriptors (and their bytes), and a few counters.
 
 All access goes through one connection guarded by one lock: the emulator serves a handful of
 clients, and a single writer keeps SQLite free of busy errors.
@@ -29,7 +31,9 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Final, Iterable, Iterator
 
-SCHEMA_VERSION: Final = 1
+from comet_journal.emulator.points import METRIC_POINT_ENDPOINTS, comet_text, points_of
+
+SCHEMA_VERSION: Final = 2  # 2: metric points indexed (metric_points)
 APPLICATION_ID: Final = 0x434A454D  # "CJEM": this SQLite file is an emulator's state
 
 _SCHEMA: Final = """
@@ -99,11 +103,60 @@ CREATE TABLE IF NOT EXISTS asset_bytes (
     sha256 TEXT PRIMARY KEY,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metric_points (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    applied_id INTEGER NOT NULL,
+    experiment_key TEXT,
+    name TEXT NOT NULL,
+    value,  -- no type: numbers keep every digit, text stays text (see _stored)
+    text TEXT,  -- the value as Comet's read API shows it
+    step INTEGER,
+    epoch INTEGER,
+    context,
+    timestamp INTEGER
+);
+CREATE INDEX IF NOT EXISTS metric_points_by_name ON metric_points (experiment_key, name, id);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
+
+# A batch's points, walked by SQLite (values as SQL values; true/false as text, as Comet
+# shows them).
+_BATCH_POINTS: Final = """
+INSERT INTO metric_points (applied_id, experiment_key, name, value, text, step, epoch,
+                           context, timestamp)
+SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
+       CASE json_type(j.value, '$.metricValue') WHEN 'true' THEN 'true'
+            WHEN 'false' THEN 'false' ELSE json_extract(j.value, '$.metricValue') END,
+       CASE json_type(j.value, '$.metricValue') WHEN 'text' THEN j.value ->> '$.metricValue'
+            WHEN 'null' THEN NULL ELSE j.value -> '$.metricValue' END,
+       json_extract(j.value, '$.step'), json_extract(j.value, '$.epoch'),
+       json_extract(j.value, '$.context'),
+       coalesce(nullif(json_extract(j.value, '$.timestamp'), 0), ?3)
+FROM json_each(?4, '$.values') AS j"""
+
+
+_SERIES_PAGE: Final = """
+SELECT json_group_array(json_object(
+           'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
+           'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
+FROM (SELECT *, ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
+      WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
+
+
+def _stored(value: Any) -> Any:
+    """A value as the index keeps it: numbers and text as SQL values; true/false and NaN as
+    Comet shows them (SQLite has no NaN); anything else as JSON text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value)
+
 
 # Experiment lifecycle states (``archived`` and ``deleted`` are flags beside them).
 RUNNING: Final = "running"
@@ -156,7 +209,16 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
-                           f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                           f"PRAGMA user_version={SCHEMA_VERSION};")
+        try:
+            if tables and version < 2:  # an older state: index the points it already holds
+                for row in self.applied_rows(conn, None, METRIC_POINT_ENDPOINTS):
+                    self._add_points(conn, row["id"], row["endpoint"], row["experiment_key"],
+                                     row["fields"], row["at_ms"])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
@@ -186,11 +248,69 @@ class Store:
     def record_applied(self, conn: sqlite3.Connection, endpoint: str, experiment_key: str | None,
                        idempotency_key: str | None, fields: str, status: int,
                        response: str) -> int:
-        return conn.execute(
+        at_ms = now_ms()
+        row_id = conn.execute(
             "INSERT INTO applied (endpoint, experiment_key, idempotency_key, fields, status, "
             "response, at_ms) VALUES (?,?,?,?,?,?,?)",
-            (endpoint, experiment_key, idempotency_key, fields, status, response, now_ms()),
+            (endpoint, experiment_key, idempotency_key, fields, status, response, at_ms),
         ).lastrowid
+        if endpoint in METRIC_POINT_ENDPOINTS:
+            self._add_points(conn, row_id, endpoint, experiment_key, fields, at_ms)
+        return row_id
+
+    def _add_points(self, conn: sqlite3.Connection, row_id: int, endpoint: str,
+                    experiment_key: str | None, fields: str, at_ms: int) -> None:
+        if endpoint == "batch_metrics":
+            try:  # SQLite walks the batch itself: no Python object per point
+                conn.execute(_BATCH_POINTS, (row_id, experiment_key, at_ms, fields))
+                return
+            except sqlite3.OperationalError:
+                pass  # not strict JSON (a NaN value): point by point below
+        conn.executemany(
+            "INSERT INTO metric_points (applied_id, experiment_key, name, value, text, step, "
+            "epoch, context, timestamp) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(row_id, experiment_key, p["metricName"], _stored(p["metricValue"]),
+              comet_text(p["metricValue"]), p["step"], p["epoch"], _stored(p["context"]),
+              p["timestamp"])
+             for p in points_of(endpoint, json.loads(fields), at_ms)])
+
+    def metric_points(self, conn: sqlite3.Connection, experiment_key: str,
+                      name: str | None = None) -> Iterator[dict]:
+        """Points of one experiment (one name, or all) in apply order, one at a time:
+        ``{metricName, metricValue, step, epoch, context, timestamp}``."""
+        sql = ("SELECT name, value, step, epoch, context, timestamp FROM metric_points "
+               "WHERE experiment_key=?")
+        args: list = [experiment_key]
+        if name is not None:
+            sql += " AND name=?"
+            args.append(name)
+        for n, value, step, epoch, context, ts in conn.execute(sql + " ORDER BY id", args):
+            yield {"metricName": n, "metricValue": value, "step": step, "epoch": epoch,
+                   "context": context, "timestamp": ts}
+
+    def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str,
+                    page: int = 50_000) -> bytes:
+        """Comet's get-metric answer for one series, written by SQLite a page at a time (no
+        Python object per point; memory: the answer and one page)."""
+        body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
+            json.dumps(experiment_key).encode(), json.dumps(name).encode()))
+        after, offset = 0, 0
+        while True:
+            items, last, n = conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
+                                                         offset)).fetchone()
+            if not n:
+                break
+            if offset:
+                body += b","
+            body += items[1:-1].encode()  # the page's items, without its brackets
+            after, offset = last, offset + n
+        body += b"]}"
+        return bytes(body)
+
+    def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
+        """Points per metric name of one experiment."""
+        return dict(conn.execute("SELECT name, count(*) FROM metric_points WHERE "
+                                 "experiment_key=? GROUP BY name", (experiment_key,)))
 
     def applied_response(self, conn: sqlite3.Connection, idempotency_key: str
                          ) -> tuple[int, str] | None:

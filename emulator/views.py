@@ -14,6 +14,7 @@ import os
 import sqlite3
 from typing import Any, Final, Iterable
 
+from comet_journal.emulator.points import comet_text, points_of
 from comet_journal.emulator.store import RUNNING, Store, now_ms
 
 METRIC_ENDPOINTS: Final = ("log_metric", "batch_metrics")
@@ -46,70 +47,13 @@ def _fields(row: sqlite3.Row) -> dict:
     return json.loads(row["fields"])
 
 
-def comet_text(value: Any) -> str | None:
-    """A value as Comet's read API shows metric and parameter values: as text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value)
-
-
 # --- series -------------------------------------------------------------------------------
 
-def system_sample_metrics(endpoint: str, fields: dict) -> list[tuple[str, Any]]:
-    """A CPU/RAM/load/GPU sample as the ``sys.*`` metrics Comet shows for it (the names the
-    SDK's own monitor uses): ``sys.cpu.percent.01``.. and ``.avg``, ``sys.ram.total`` and
-    ``.used``, ``sys.load.avg``, ``sys.gpu.<id>.gpu_utilization`` and ``..._memory``."""
-    if endpoint == "cpu_metrics":
-        values = [float(v) for v in fields.get("cpuPercentUtilization") or []]
-        out = [(f"sys.cpu.percent.{i + 1:02d}", v) for i, v in enumerate(values)]
-        if values:
-            out.append(("sys.cpu.percent.avg", sum(values) / len(values)))
-        return out
-    if endpoint == "ram_metrics":
-        return [("sys.ram.total", fields.get("totalRam")), ("sys.ram.used", fields.get("usedRam"))]
-    if endpoint == "load_metrics":
-        return [("sys.load.avg", fields.get("loadAverage"))]
-    if endpoint == "gpu_metrics":
-        return [(f"sys.gpu.{g.get('gpuId')}.{name}", g.get(field))
-                for g in fields.get("gpus") or []
-                for name, field in (("gpu_utilization", "gpuUtilization"),
-                                    ("total_memory", "totalMemory"),
-                                    ("used_memory", "usedMemory"),
-                                    ("free_memory", "freeMemory"))]
-    return []
-
-
 def metric_points(rows: Iterable[sqlite3.Row]) -> list[dict]:
-    """``{metricName, metricValue, step, epoch, context, timestamp}`` in apply order; system
-    samples appear as their ``sys.*`` metrics (:func:`system_sample_metrics`)."""
-    points = []
-    for row in rows:
-        fields = _fields(row)
-        if row["endpoint"] in SYSTEM_METRIC_KINDS:
-            for name, value in system_sample_metrics(row["endpoint"], fields):
-                points.append({"metricName": name, "metricValue": value,
-                               "step": fields.get("step"), "epoch": fields.get("epoch"),
-                               "context": fields.get("context"),
-                               "timestamp": fields.get("timestamp") or row["at_ms"]})
-            continue
-        items = fields["values"] if row["endpoint"] == "batch_metrics" else (fields,)
-        for item in items:
-            points.append({
-                "metricName": item["metricName"], "metricValue": item["metricValue"],
-                "step": item.get("step"), "epoch": item.get("epoch"),
-                "context": item.get("context"),
-                "timestamp": item.get("timestamp") or row["at_ms"]})
-    return points
+    """``{metricName, metricValue, step, epoch, context, timestamp}`` in apply order, folded
+    from applied rows; system samples appear as their ``sys.*`` metrics
+    (:func:`~comet_journal.emulator.points.system_sample_metrics`)."""
+    return [p for row in rows for p in points_of(row["endpoint"], _fields(row), row["at_ms"])]
 
 
 def parameter_points(rows: Iterable[sqlite3.Row]) -> list[dict]:
@@ -372,3 +316,25 @@ def project_view(store: Store, conn: sqlite3.Connection, row: sqlite3.Row) -> di
         "createdMs": row["created_ms"], "vizStores": stores,
         "experiments": [e["key"] for e in store.experiments(conn, row["id"])],
     }
+
+
+def state_summary(store: Store, conn: sqlite3.Connection) -> dict:
+    """Counts instead of contents (``GET /emulator/state?summary=1``): usable whatever the
+    size of the server. Per experiment: its lifecycle, metric points per name, and applied
+    requests per endpoint; in all: applied requests per endpoint."""
+    by_experiment: dict[str | None, dict[str, int]] = {}
+    for key, endpoint, n in conn.execute("SELECT experiment_key, endpoint, count(*) FROM "
+                                         "applied GROUP BY experiment_key, endpoint"):
+        by_experiment.setdefault(key, {})[endpoint] = n
+    experiments = {}
+    for row in store.experiments(conn):
+        experiments[row["key"]] = {
+            "name": row["name"], "project": row["project_name"], "state": row["state"],
+            "archived": bool(row["archived"]), "deleted": bool(row["deleted"]),
+            "metricPoints": store.metric_counts(conn, row["key"]),
+            "applied": by_experiment.get(row["key"], {})}
+    totals: dict[str, int] = {}
+    for counts in by_experiment.values():
+        for endpoint, n in counts.items():
+            totals[endpoint] = totals.get(endpoint, 0) + n
+    return {"summary": True, "applied": totals, "experiments": experiments}

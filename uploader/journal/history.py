@@ -72,3 +72,12 @@ class History:
             return blob_store.read_blob(self.connect(), ref["$blob"]).decode(
                 "utf-8", errors="replace")
         return ref
+
+    def stream_rows(self, experiment_id: int | None, endpoint: str, after_seq: int
+                    ) -> list[tuple]:
+        """``(seq, ts_ms, payload)`` of every call of one experiment's endpoint after
+        ``after_seq``, in order, rejected ones included: what depends on the journal alone
+        (the wire times of an ordered stream) must not change with upload progress."""
+        return self.connect().execute(
+            "SELECT seq, ts_ms, payload FROM calls WHERE seq > ? AND endpoint=? AND "
+            "experiment_id IS ? ORDER BY seq", (after_seq, endpoint, experiment_id)).fetchall()

@@ -121,7 +121,7 @@ class BatchSender:
                 # has, resend only the rest (all found: done).
                 for c in pending:
                     c.maybe_sent = True
-                pending[:] = self.drop_found(pending, key, parts)
+                pending[:] = self.drop_found(pending, key, parts, fresh=True)
                 return not pending
 
             totals.batch = totals.batch or route != "log_output"
@@ -134,6 +134,7 @@ class BatchSender:
             if out.ok:
                 if not out.found:
                     parts.extend((c, Outcome(ok=True)) for c in pending)
+                    self.readback.note_sent(pending, key)
                 break
             if out.status == 404 and route != "log_output":
                 self.capabilities.batch_gone(route)
@@ -173,7 +174,7 @@ class BatchSender:
                 pending = group.calls()
             for c in pending:
                 c.maybe_sent = True
-            state["pending"] = self.drop_found(pending, key, parts)
+            state["pending"] = self.drop_found(pending, key, parts, fresh=True)
             return not state["pending"]
 
         out = self.link.exchange(build, self.context.idempotency_key(
@@ -188,6 +189,7 @@ class BatchSender:
         if out.ok:
             if not out.found:
                 parts.extend((c, Outcome(ok=True)) for c in pending)
+                self.readback.note_sent(pending, key)
         elif out.status == 404:
             self.capabilities.batch_gone(GROUP_ROUTE)
             rest = self.send(pending, target)  # the documented endpoint, in order
@@ -199,10 +201,11 @@ class BatchSender:
         totals.parts = parts
         return totals
 
-    def drop_found(self, calls: list[Call], key: str, parts: list) -> list[Call]:
+    def drop_found(self, calls: list[Call], key: str, parts: list,
+                   fresh: bool = False) -> list[Call]:
         """Ack the calls the server already has (into ``parts``); return the others, in
-        order."""
-        verdicts = self.readback.applied_many(calls, key)
+        order. ``fresh``: after this run's request failed ambiguously."""
+        verdicts = self.readback.applied_many(calls, key, fresh)
         rest = []
         for call, found in zip(calls, verdicts):
             if found:

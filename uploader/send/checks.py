@@ -60,30 +60,36 @@ def norm_value(value: Any) -> Any:
 
 def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     """A point is on the server if the server has more copies of it than earlier journal
-    calls explain. One GET per metric name and one journal query for the whole batch
-    (a batch of 1000 points must not scan the journal 1000 times)."""
-    sigs = [_call_metric_sig(c) for c in calls]
-    series: dict[str, Counter] = {}
+    calls explain. Series are read through ``rb.series`` (:mod:`.series`): once per run for
+    calls an earlier run may have sent, in shared passes for calls this run left in doubt;
+    one journal query for the whole batch."""
+    sigs = [call_metric_sig(c) for c in calls]
+    counts: dict[str, Counter] = {}
     for name in dict.fromkeys(s[0] for s in sigs):
-        data = rb.read("experiment/metrics/get-metric", experimentKey=key,
-                        metricName=name) or {}
-        series[name] = Counter(
-            _metric_sig(m.get("metricName"), m.get("metricValue"), m.get("step"),
-                        m.get("epoch"), m.get("runContext"), m.get("timestamp"))
-            for m in data.get("metrics") or [])
-    wanted = set(sigs)
-    times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+        if rb.fresh:
+            mine = [s for s in sigs if s[0] == name]
+            counts[name] = rb.series.fresh(key, name, {hash(s) for s in mine},
+                                           {s[5] for s in mine})
+        else:
+            counts[name] = rb.series.snapshot(key, name)
+    on_server = [counts[sig[0]][hash(sig)] for sig in sigs]
     earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
-    last = calls[-1]
-    for seq, t, text in rb.history.rows_before(
-            last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
-            "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
-            lookback=last.seq - calls[0].seq + LOOKBACK):
-        sig = _call_metric_sig(Call(0, "log_metric", None, t, text))
-        if sig in wanted:
-            earlier.setdefault(sig, []).append(seq)
-    return [series[sig[0]][sig] > bisect.bisect_left(earlier.get(sig, ()), call.seq)
-            for call, sig in zip(calls, sigs)]
+    if any(on_server):
+        wanted = set(sigs)
+        times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+        last = calls[-1]
+        for seq, t, text in rb.history.rows_before(
+                last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
+                "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
+                lookback=last.seq - calls[0].seq + LOOKBACK):
+            sig = call_metric_sig(Call(0, "log_metric", None, t, text))
+            if sig in wanted:
+                earlier.setdefault(sig, []).append(seq)
+    verdicts = [have > bisect.bisect_left(earlier.get(sig, ()), call.seq)
+                for call, sig, have in zip(calls, sigs, on_server)]
+    if rb.fresh:  # applied by this run's request: what a snapshot must learn
+        rb.note_sent([c for c, v in zip(calls, verdicts) if v], key)
+    return verdicts
 
 
 def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
@@ -142,7 +148,7 @@ def _summaries(path: str, name_field: str, value_field: str):
                 # crashed run's batch, re-batched differently now): if the current value
                 # is a later call's of that run, every call here was applied before it.
                 last = calls[idxs[-1]]
-                if any(is_current(c, summary)
+                if any(is_current(rb.wire_times.stamp(c), summary)
                        for c in rb.history.sent_later(last, name_field, name)):
                     for j in idxs:
                         verdicts[j] = True
@@ -256,7 +262,13 @@ def _metric_sig(name, value, step, epoch, context, timestamp) -> tuple:
         name, norm_value(value), step, epoch, context or None, timestamp))
 
 
-def _call_metric_sig(call: Call) -> tuple:
+def server_metric_sig(m: dict) -> tuple:
+    """The signature of a point as the read API returns it."""
+    return _metric_sig(m.get("metricName"), m.get("metricValue"), m.get("step"),
+                       m.get("epoch"), m.get("runContext"), m.get("timestamp"))
+
+
+def call_metric_sig(call: Call) -> tuple:
     p = call.payload
     return _metric_sig(p["metricName"], p["metricValue"], p.get("step"), p.get("epoch"),
                        p.get("context"), p.get("timestamp", call.ts_ms))

@@ -10,14 +10,17 @@ call is resent.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from comet_journal.uploader.errors import AuthError, Stopped
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.history import History
-from comet_journal.uploader.send.checks import CHECKS, NEEDS_NO_EXPERIMENT
-from comet_journal.uploader.wire.exchange import Link
-from comet_journal.uploader.wire.requests import Overrides
+from comet_journal.uploader.send.checks import (CHECKS, NEEDS_NO_EXPERIMENT, call_metric_sig,
+                                                server_metric_sig)
+from comet_journal.uploader.send.series import PointReader, SeriesReads
+from comet_journal.uploader.send.wire_times import WireTimes
+from comet_journal.uploader.wire.exchange import READ_PREFIX, Link
+from comet_journal.uploader.wire.requests import BuiltRequest, Overrides
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +33,53 @@ class ReadBack:
         self.link = link
         self.history = history
         self.overrides = overrides
+        self.wire_times = WireTimes(history)
+        self.series = SeriesReads(self._fetch_series, server_metric_sig,
+                                  history.sent_at_start)
 
     def read(self, path: str, **params: Any) -> Any:
         return self.link.read(path, **params)
 
-    def applied(self, call: Call, key: str | None) -> bool | None:
-        return self.applied_many([call], key)[0]
+    def _fetch_series(self, key: str, name: str,
+                      make_reader: Callable[[], PointReader]) -> PointReader | None:
+        """One metric series, streamed into a fresh reader per attempt (never held whole):
+        the reader that took the answer, or None when the server has no such series."""
+        query = {"experimentKey": key, "metricName": name}
+        out = self.link.exchange(
+            lambda: BuiltRequest("GET", READ_PREFIX + "experiment/metrics/get-metric", query,
+                                 answer_to=make_reader),
+            None, f"read-back of metric {name!r}", write=False)
+        return out.answer.streamed if out.ok and out.answer is not None else None
 
-    def applied_many(self, calls: list[Call], key: str | None) -> list[bool | None]:
+    def stamp(self, job: Any) -> None:
+        """Give the calls of a job their wire times (:mod:`.wire_times`)."""
+        for call in job if isinstance(job, list) else (job,):
+            if isinstance(call, Call):
+                self.wire_times.stamp(call)
+
+    def note_sent(self, calls: list[Call], key: str | None) -> None:
+        """This run's requests applied ``calls`` (acked): series snapshots count them."""
+        if key is None:
+            return
+        for call in calls:  # only calls an earlier run may have sent matter to snapshots
+            if call.endpoint == "log_metric" and call.seq <= self.series.sent_at_start:
+                sig = call_metric_sig(call)
+                self.series.note_applied(key, sig[0], sig, call.seq)
+
+    def applied(self, call: Call, key: str | None, fresh: bool = False) -> bool | None:
+        return self.applied_many([call], key, fresh)[0]
+
+    def applied_many(self, calls: list[Call], key: str | None,
+                     fresh: bool = False) -> list[bool | None]:
         """Verdicts for calls of one stream, in order (a batch, or a single call); ``None``
-        means "cannot tell"."""
+        means "cannot tell". ``fresh``: this run sent them and the outcome is unknown (the
+        server must be read after that); else an earlier run may have sent them."""
         endpoint = calls[0].endpoint
         check = CHECKS[endpoint]
         if check is None or (key is None and endpoint not in NEEDS_NO_EXPERIMENT):
             return [None] * len(calls)
         try:
-            return check(self, calls, key)
+            return check(_Asking(self, fresh), calls, key)
         except (AuthError, Stopped):
             raise
         except Exception as exc:  # a read-back must never break the upload: resend instead
@@ -75,3 +109,14 @@ class ReadBack:
     def experiment_named(self, key: str, name: str) -> bool:
         data = self.read("experiment/metadata", experimentKey=key)
         return isinstance(data, dict) and data.get("experimentName") == name
+
+
+class _Asking:
+    """The read-back as one check sees it: with whether its answer must be fresh."""
+
+    def __init__(self, readback: ReadBack, fresh: bool):
+        self._readback = readback
+        self.fresh = fresh
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._readback, name)

@@ -40,6 +40,7 @@ class Sender:
         if self.context.may_be_on_server(_experiment_of(job)):
             _mark_maybe_sent(job)  # uploaded from another copy: read back before sending
         try:
+            self.readback.stamp(job)
             if isinstance(job, list):
                 return self.batches.send(job, target)
             if isinstance(job, MetricGroup):
@@ -66,7 +67,9 @@ class Sender:
         self._resolve_projects(call)
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
                                      call.label(),
-                                     on_ambiguous=lambda: self.readback.applied(call, key))
+                                     on_ambiguous=lambda: self.readback.applied(call, key, True))
+        if outcome.ok and not outcome.found:
+            self.readback.note_sent([call], key)
         if outcome.ok and call.endpoint == "project_create":
             self._learn_project_id(call, outcome)
         return outcome

@@ -62,6 +62,7 @@ class Answer:
     status: int
     headers: Any
     body: bytes
+    streamed: Any = None  # the AnswerSink that took the body (BuiltRequest.answer_to)
 
     def json(self) -> Any:
         try:
@@ -111,17 +112,26 @@ class Answer:
         """
         if self.status == 204:
             return None
+        if self.streamed is not None:  # the body went to its reader, which checked it
+            return self.streamed.problem()
         body = self.body.strip()
         if not body:
             return "the body is empty, not Comet's JSON"
         if self.is_html():
             return (f"the body is {self.describe_body()}, not Comet's JSON (a proxy or a login "
                     "page in the way? is --url the Comet server?)")
+        if len(body) > _PARSED_UP_TO and body[:1] in b"{[" and body[-1:] in b"}]":
+            # A large JSON document (a whole metric series): its reader decodes it item by
+            # item; parsing it here as a whole would cost ~650 B of memory per point.
+            return None
         try:
             json.loads(body)
         except ValueError:
             return f"the body is not JSON: {self.describe_body()}"
         return None
+
+
+_PARSED_UP_TO = 1 << 20  # answers larger than this are checked by their shape only
 
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -211,7 +221,9 @@ class Client:
                 # --ca-bundle per request too: with trust_env, requests lets
                 # $REQUESTS_CA_BUNDLE/$CURL_CA_BUNDLE override a session's verify
                 verify=self.config.ca_bundle or None)
-            body = _read_body(response, deadline, read_timeout)
+            sink = request.answer_to() if request.answer_to is not None and \
+                200 <= response.status_code < 300 else None
+            body = _read_body(response, deadline, read_timeout, sink)
         except requests.exceptions.SSLError as exc:
             self._tls_failure(exc)
             raise TransportError(f"{type(exc).__name__}: {exc}", sent=not _never_sent(exc)) \
@@ -219,7 +231,7 @@ class Client:
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}", sent=not _never_sent(exc)) \
                 from None
-        return Answer(response.status_code, response.headers, body)
+        return Answer(response.status_code, response.headers, body, sink)
 
     def _tls_failure(self, exc: BaseException) -> None:
         """Raise :class:`CertificateError` for TLS failures that no retry can fix."""
@@ -249,9 +261,11 @@ class Client:
             self._sessions.clear()
 
 
-def _read_body(response: requests.Response, deadline: float, limit_s: float) -> bytes:
+def _read_body(response: requests.Response, deadline: float, limit_s: float,
+               sink: Any = None) -> bytes:
     """The answer's body, read as it arrives, until ``deadline``: past it, the request
-    timed out (its outcome is unknown: it was sent)."""
+    timed out (its outcome is unknown: it was sent). With a ``sink``, the body goes there
+    piece by piece and ``b""`` is returned."""
     raw = response.raw
     read = raw.read1 if hasattr(raw, "read1") else raw.read  # urllib3 < 2: whole blocks
     chunks = []
@@ -264,7 +278,10 @@ def _read_body(response: requests.Response, deadline: float, limit_s: float) -> 
             chunk = read(65536, decode_content=True)
             if not chunk:
                 break
-            chunks.append(chunk)
+            if sink is not None:
+                sink.feed(chunk)
+            else:
+                chunks.append(chunk)
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise requests.exceptions.ConnectionError(f"reading the answer failed: {exc}") \
             from None

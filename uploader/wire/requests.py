@@ -19,7 +19,7 @@ import json
 import sqlite3
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from comet_journal.schema import blobs as blob_store
 from comet_journal.schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, Endpoint, is_project_ref
@@ -41,9 +41,21 @@ class BuiltRequest:
     size: int = 0  # bytes on the wire (body), for progress
     upload: bool = False  # long timeout (file upload)
     gzip: bool = False
+    # Reads of unbounded size (a whole metric series): a fresh sink per attempt takes a 2xx
+    # answer's body as it arrives, so it is never held whole (see AnswerSink).
+    answer_to: Callable[[], "AnswerSink"] | None = None
 
     def describe(self) -> str:
         return f"{self.method} {self.path}"
+
+
+class AnswerSink(Protocol):
+    """Where a streamed answer's body goes: ``feed`` never raises (it records what is
+    wrong); ``problem()`` after the end: None for a complete answer, else what is wrong."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def problem(self) -> str | None: ...
 
 
 def encode_json(obj: Any) -> bytes:

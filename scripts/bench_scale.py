@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Benchmark read-back at scale: does what is in doubt cost what is in doubt?
+
+For one long metric series, uploads the same journal to a fresh emulator *process*
+(deduplication off) clean and with a share of requests dropped after being applied (the
+uploader cannot know whether they were: it reads back), in batch mode and per call. Prints,
+per run: wall time, requests, series reads (``experiment/metrics/get-metric``), drops, and
+the peak RSS of the uploader and of the emulator; then the time of a no-op re-upload of the
+fully uploaded journal.
+
+Usage::
+
+    .venv/bin/python scripts/bench_scale.py                     # 1M batch, 100k per call
+    .venv/bin/python scripts/bench_scale.py --points 200000 --per-call-points 10000  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_upload import _MEASURED_CLI, KEY, ROOT, EmulatorProcess, build_journal  # noqa: E402
+
+SERIES_READ = "read:experiment/metrics/get-metric"
+
+
+def summary_of(url: str) -> dict:
+    import requests
+    answer = requests.get(url + "/emulator/state", params={"summary": "1"},
+                          headers={"Authorization": KEY}, timeout=600)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) * 1024
+
+
+def upload(url: str, path: str, *extra: str) -> tuple[dict, float, int]:
+    """(summary, wall seconds, peak RSS in bytes) of one ``comet-upload`` process."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, "--url", url, "--api-key", KEY,
+                           "--json", "--deadline", "3600", *extra, path], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"comet-upload failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    peak_kib = int(proc.stderr.rsplit("peak_rss_kib=", 1)[1].split()[0])
+    return json.loads(proc.stdout)["journals"][0], wall, peak_kib * 1024
+
+
+def one_run(journal: str, route: str, rate: float, extra: list[str], noop: bool) -> dict:
+    faults = {"seed": 7, "rules": [{"route": route, "kind": "drop_after", "rate": rate}]
+              if rate else []}
+    with EmulatorProcess("--hashes-only", "--faults", json.dumps(faults)) as emu:
+        summary, wall, rss = upload(emu.url, journal, *extra)
+        state = summary_of(emu.url)
+        points = sum(sum(e["metricPoints"].values()) for e in state["experiments"].values())
+        figures = {"wall_s": round(wall, 2), "points_on_server": points,
+                   "requests": state["requests"]["total"],
+                   "series_reads": state["requests"]["by_route"].get(SERIES_READ, 0),
+                   "drops": state["faults"].get("drop_after", 0),
+                   "uploader_rss_mb": round(rss / 2**20, 1),
+                   "emulator_rss_mb": round(peak_rss(emu.proc.pid) / 2**20, 1)}
+        if noop:
+            started = time.perf_counter()
+            again, _, _ = upload(emu.url, journal, *extra)
+            figures["noop_reupload_s"] = round(time.perf_counter() - started, 2)
+            figures["noop_uploaded"] = again["uploaded"]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=1_000_000, help="batch-mode series")
+    parser.add_argument("--per-call-points", type=int, default=100_000)
+    parser.add_argument("--rates", default="0,0.005,0.02", help="drop_after rates")
+    parser.add_argument("--concurrency", type=int, default=32, help="per-call concurrency")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-scale-")
+    rates = [float(r) for r in args.rates.split(",")]
+    results: dict = {}
+    for mode, points, route, extra in (
+            ("batch", args.points, "batch_metrics", ["--batch"]),
+            ("per_call", args.per_call_points, "log_metric",
+             ["--concurrency", str(args.concurrency)])):
+        if not points:
+            continue
+        journal = build_journal(os.path.join(tmp, f"{mode}.db"), points)
+        for rate in rates:
+            results[f"{mode} {points} drops={rate:g}"] = one_run(
+                journal, route, rate, extra, noop=rate == 0)
+            print(f"{mode} {points} drops={rate:g}: {results[f'{mode} {points} drops={rate:g}']}",
+                  file=sys.stderr, flush=True)
+    width = max(len(k) for k in results)
+    print("read-back at scale (emulator on loopback, separate process, dedupe off)")
+    for name, figures in results.items():
+        print(f"  {name:<{width}}  " + "  ".join(f"{k}={v}" for k, v in figures.items()))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

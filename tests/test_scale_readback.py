@@ -1,0 +1,161 @@
+"""Read-back at scale: what is in doubt costs what is in doubt, not the length of the run.
+
+Real uploader processes, SIGKILLed mid-upload, against the emulator with ambiguous drops
+(applied, then the connection dropped) and deduplication off; the emulator's request counts
+say how many series reads the uploader made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from test_upload_support import (CLI, FAST, KEY, ROOT, assert_server_matches, new_experiment,
+                                 upload)
+from journal_helpers import count, rows
+from comet_journal.emulator.testing import EmulatorClient
+
+SERIES_READ = "read:experiment/metrics/get-metric"
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env["PYTHONPATH"] = ROOT
+    return env
+
+
+def _metric_journal(path, points: int) -> str:
+    with new_experiment(path, "long") as exp:
+        for i in range(points):
+            exp.log_metric("loss", i * 0.5, step=i)
+    return str(path)
+
+
+def _summary(emu) -> dict:
+    """``GET /emulator/state?summary=1``: counts, usable on a server of any size."""
+    client = EmulatorClient(emu)
+    try:
+        return client.get("/emulator/state", params={"summary": "1"}).json()
+    finally:
+        client.close()
+
+
+def _applied_points(emu) -> int:
+    return sum(e["metricPoints"].get("loss", 0)
+               for e in _summary(emu)["experiments"].values())
+
+
+def _kill_mid_upload(emu, path, args: list[str], progress, after: float) -> None:
+    """Start an uploader, SIGKILL it once ``progress()`` moved and ``after`` s passed."""
+    before = progress()
+    proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST, *args, path],
+                            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30  # a loaded machine may take seconds to start it
+    while progress() <= before and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _series_reads(emu) -> int:
+    return _summary(emu)["requests"]["by_route"].get(SERIES_READ, 0)
+
+
+def _drops(emu) -> int:
+    return _summary(emu)["faults"].get("drop_after", 0)
+
+
+def _run_with_kills(emu, path, args, progress) -> dict:
+    for after in (0.4, 0.2):
+        _kill_mid_upload(emu, path, args, progress, after)
+    proc = upload(emu, path, *args, "--json", check=0, timeout=120)
+    return json.loads(proc.stdout)["journals"][0]
+
+
+def test_batch_200k_points_with_drops_and_two_kills_reads_what_is_in_doubt(
+        emulator_factory, tmp_path):
+    path = _metric_journal(tmp_path / "long.db", 200_000)
+    emu = emulator_factory(faults={"seed": 3, "rules": [
+        {"route": "batch_metrics", "kind": "drop_after", "rate": 0.02}]})
+    args = ["--batch", "--batch-size", "500", "--concurrency", "4"]
+    summary = _run_with_kills(emu, path, args, lambda: _applied_points(emu))
+    assert summary["skipped_already_uploaded"] > 0  # the kills left work already done
+    drops = _drops(emu)
+    assert drops > 0
+    assert_server_matches(emu, path)
+    assert _applied_points(emu) == 200_000
+    assert _summary(emu)["applied"]["batch_metrics"] >= 400
+    # In doubt: each dropped batch (one pass each, at most) and, per run after a kill, the
+    # batches in flight (one snapshot of the series per run): never per point or per batch.
+    reads = _series_reads(emu)
+    assert 0 < reads <= drops + 3, (reads, drops)
+    assert_server_matches(emu, path)
+
+
+def test_per_call_with_drops_and_two_kills_reads_at_most_once_per_call_in_doubt(
+        emulator_factory, tmp_path):
+    path = _metric_journal(tmp_path / "calls.db", 4_000)
+    emu = emulator_factory(faults={"seed": 4, "rules": [
+        {"route": "log_metric", "kind": "drop_after", "rate": 0.02}]})
+    args = ["--concurrency", "8"]
+    _run_with_kills(emu, path, args, lambda: _applied_points(emu))
+    drops = _drops(emu)
+    assert drops > 0
+    assert _applied_points(emu) == 4_000
+    reads = _series_reads(emu)
+    assert 0 < reads <= drops + 3, (reads, drops)
+    assert_server_matches(emu, path)
+
+
+# --- identical calls under interrupts (exactly once by distinct wire times) -------------------
+
+IDENTICAL = 600
+
+
+def _identical_journal(path) -> str:
+    """The same value of every kind logged many times, most within one millisecond."""
+    with new_experiment(path) as exp:  # unnamed: no "Name" other is sent
+        for _ in range(IDENTICAL):
+            exp.log_parameter("p", 1)
+            exp.log_other("o", "same")
+            exp.log_metric("m", 1.0)  # no step
+            exp.log_output("same line\n")
+            exp.log_html("<p>x</p>")
+    return str(path)
+
+
+def _applied(emu, endpoint: str) -> int:
+    return _summary(emu)["applied"].get(endpoint, 0)
+
+
+def test_identical_values_of_every_kind_exactly_once_through_an_interrupt_loop(
+        emulator_factory, tmp_path):
+    path = _identical_journal(tmp_path / "same.db")
+    times = [r["ts_ms"] for r in rows(path, "log_parameter")]
+    assert len(times) - len(set(times)) > IDENTICAL // 2  # mostly same-millisecond values
+    kinds = ("log_parameter", "log_other", "log_metric", "log_output", "log_html")
+    emu = emulator_factory(faults={"seed": 9, "rules": [
+        {"route": route, "kind": "drop_after", "rate": 0.05} for route in kinds]})
+    done = lambda: sum(_applied(emu, k) for k in kinds)  # noqa: E731
+    for i in range(6):  # SIGINT and SIGKILL, alternately, mid-upload
+        before = done()
+        proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST,
+                                 "--concurrency", "8", path], cwd=ROOT, env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while done() <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.15)
+        proc.send_signal(signal.SIGINT if i % 2 else signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert _drops(emu) > 0
+    upload(emu, path, check=0, timeout=120)
+    assert_server_matches(emu, path)
+    # assert_server_matches counts items (output lines too); one request per call here:
+    for kind in ("log_parameter", "log_other", "log_metric", "log_html"):
+        assert _applied(emu, kind) == count(path, kind) >= IDENTICAL, (kind, _applied(emu, kind))
