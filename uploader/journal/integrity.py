@@ -118,8 +118,10 @@ def _pending_sql(conn: sqlite3.Connection, identity: str | None) -> tuple[str, t
     if row is None:
         return "1", ()
     target_id, acked = row
-    return ("(seq > ? OR seq IN (SELECT seq FROM upload_state WHERE target_id=? AND state "
-            "!= 'acked'))", (acked, target_id))
+    # One IN over a UNION, not "seq > ? OR seq IN (...)": SQLite answers the OR by scanning
+    # every call, the UNION by rowid lookups (a fully uploaded journal costs nothing).
+    return ("seq IN (SELECT seq FROM calls WHERE seq > ? UNION SELECT seq FROM upload_state "
+            "WHERE target_id=? AND state != 'acked')", (acked, target_id))
 
 
 def _problem(conn: sqlite3.Connection, endpoint: str, experiment_id, text,

@@ -209,9 +209,6 @@ class Client:
             headers["Content-Encoding"] = "gzip"
         read_timeout = self.policy.upload_timeout_s if request.upload else \
             self.policy.read_timeout_s
-        # The whole exchange (connect, send, the whole answer) is bounded, not only each read:
-        # a server trickling its answer a byte at a time counts as a timeout.
-        deadline = time.monotonic() + self.policy.connect_timeout_s + read_timeout
         url = self.config.url + request.path
         try:
             response = self._session().request(
@@ -223,6 +220,10 @@ class Client:
                 verify=self.config.ca_bundle or None)
             sink = request.answer_to() if request.answer_to is not None and \
                 200 <= response.status_code < 300 else None
+            # The whole answer is bounded, not only each read: a server trickling its answer
+            # a byte at a time counts as a timeout. (A streamed series, consumed as it comes,
+            # may take longer than that: each of its reads is bounded instead.)
+            deadline = float("inf") if sink is not None else time.monotonic() + read_timeout
             body = _read_body(response, deadline, read_timeout, sink)
         except requests.exceptions.SSLError as exc:
             self._tls_failure(exc)
