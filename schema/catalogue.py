@@ -2,8 +2,9 @@
 
 Everything that knows about an endpoint reads it from here: the recorder validates a call
 with it before journaling, the uploader builds the HTTP request from it, and the emulator
-validates incoming requests with it. Source: ``shared/reference/write-endpoints.md`` with its
-errata (CPU path, symlink's ``experimentKey``, multipart uploads, update-project path).
+validates incoming requests with it. Source: Comet's documented REST v2 write endpoints (see
+``docs/comet-api.md``), with their errata (CPU path, symlink's ``experimentKey``, multipart
+uploads, update-project path).
 
 A journal row stores the *payload* of a call: the wire fields by their wire names, minus
 ``experimentKey`` (the uploader adds the server's key, which is unknown when recording).
