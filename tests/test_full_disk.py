@@ -83,3 +83,41 @@ def test_truncated_copy_is_still_refused(small_disk, tmp_path):
     from comet_journal.schema.errors import TruncatedJournalError
     with pytest.raises(TruncatedJournalError, match="truncated"):
         read_header(copy)
+
+
+def test_the_uploader_recovers_from_its_own_full_disk(tmp_path, emulator, monkeypatch):
+    """The uploader's own progress (in its state directory) fills the disk: the upload stops
+    with a clear error, keeping what was acknowledged; with room again, it continues and
+    nothing reaches the server twice."""
+    from test_upload_support import KEY, assert_server_matches, make_journal, run_cli
+
+    state = tmp_path / "state"  # room for the progress database's write-ahead log (4 MiB)
+    state.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))  # where the comparison looks too
+    try:
+        _recover_from_full_state(state, tmp_path, emulator, KEY, assert_server_matches,
+                                 make_journal, run_cli)
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
+def _recover_from_full_state(small_disk, tmp_path, emulator, KEY, assert_server_matches,
+                             make_journal, run_cli):
+    journal = make_journal(tmp_path / "run.db", points=3000)
+    filler = small_disk / "filler"
+    with open(filler, "wb") as fh:  # leave the progress database too little room
+        fh.write(b"\0" * (8 * 1024 * 1024 - 96 * 1024))
+    cli = ["--url", emulator.url, "--api-key", KEY, "--no-batch",
+           "--backoff-base", "0.01", "--backoff-cap", "0.05", "--deadline", "10", journal]
+    env = {"COMET_JOURNAL_STATE": str(small_disk)}
+    first = run_cli(*cli, timeout=120, env=env)
+    assert first.returncode == 1, (first.stdout, first.stderr)
+    assert "Traceback" not in first.stderr and "full" in first.stderr.lower()
+    filler.unlink()  # room again
+    second = run_cli(*cli, timeout=120, env=env)
+    assert second.returncode == 0, second.stderr
+    assert_server_matches(emulator, journal)
