@@ -137,14 +137,14 @@ def main() -> None:
     with EmulatorProcess("--hashes-only") as emu:
         bare = bare_loop(emu.url, journal)
     with EmulatorProcess("--hashes-only") as emu:
-        summary, wall, _ = run_upload(emu.url, journal)
+        summary, wall, _ = run_upload(emu.url, journal, "--no-batch")
     replay = summary["uploaded"] / summary["elapsed_s"]
     results["per_call"] = {"bare_loop_req_s": round(bare), "replay_calls_s": round(replay),
                            "ratio": round(replay / bare, 3), "target_ratio": 0.85}
 
     journal = build_journal(os.path.join(tmp, "latency.db"), args.latency_calls)
     with EmulatorProcess("--hashes-only", "--latency-ms", "50") as emu:
-        summary, wall, _ = run_upload(emu.url, journal, "--concurrency", "32")
+        summary, wall, _ = run_upload(emu.url, journal, "--no-batch", "--concurrency", "32")
     results["latency_50ms_c32"] = {"calls_s": round(summary["uploaded"] / summary["elapsed_s"]),
                                    "target": 400}
 

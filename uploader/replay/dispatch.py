@@ -6,7 +6,10 @@ workers' outcomes to the :class:`~.ledger.Ledger`, commits, and releases what th
 made durable. Nothing else is shared with the workers but the jobs and their outcomes.
 
 Exactly once: before a job is handed out, ``sent_through`` covers it (durably), so after a
-crash the calls of unknown outcome are known (and read back before any resend).
+crash the calls of unknown outcome are known (and read back before any resend). At most
+``concurrency`` jobs are out whose outcome is not yet recorded: a worker gets its next job
+only once its last outcome is committed, so a SIGKILL leaves in doubt only the jobs in flight
+(what matters on a server that neither offers reads nor deduplicates).
 
 Stopping early: when ``stop`` is set (from any thread) or the time slice has passed, nothing
 new is admitted or handed out; jobs not yet started are given back; requests on the wire
@@ -19,6 +22,7 @@ them: they stay below ``sent_through``, so a later run reads them back). Acks ar
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable
 
 from comet_journal.uploader.errors import Stopped
@@ -53,7 +57,7 @@ class Dispatch:
                  context: SendContext, targets: dict[int, ExperimentTarget],
                  create_method: Callable[[ExperimentTarget], str], window: int, end_seq: int,
                  stop_requested: Callable[[], bool], begin_stop: Callable[[], None],
-                 slice_end: float | None):
+                 slice_end: float | None, concurrency: int):
         self.reader = reader
         self.units = iter(reader)
         self.scheduler = scheduler
@@ -73,6 +77,10 @@ class Dispatch:
         self.sent_at_start = progress.sent_through
         self.in_window = 0  # units admitted or blocked, not released (a group counts its rows)
         self.out_jobs: dict[int, int] = {}  # id(job item) -> its highest main-line seq
+        self.concurrency = max(1, concurrency)
+        self.ready: deque = deque()  # (job item, top seq) waiting for a free worker
+        self.unrecorded = 0  # jobs handed out whose outcome is not committed yet
+        self.answered = 0  # of those, the ones whose outcome arrived (committed next)
         self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
         self.reader_done = False
         self.orphaned = False  # calls left pending: their create comes after this replay
@@ -166,9 +174,15 @@ class Dispatch:
             self.progress.create_started(target, self.create_method(target))
         if top > self.progress.sent_through:
             self.progress.raise_sent_through(min(self.end_seq, top + SENT_STEP))
-        item = (job, target)
-        self.out_jobs[id(item)] = top
-        self.pool.submit(item)
+        self.ready.append(((job, target), top))
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        while self.ready and self.unrecorded < self.concurrency and not self.stopping:
+            item, top = self.ready.popleft()
+            self.out_jobs[id(item)] = top
+            self.unrecorded += 1
+            self.pool.submit(item)
 
     # --- outcomes ---------------------------------------------------------------------------
 
@@ -176,12 +190,14 @@ class Dispatch:
         job, target = item
         top = self.out_jobs.pop(id(item), 0)
         if isinstance(result, Stopped):  # left unsettled: pending for the next run
+            self.unrecorded -= 1
             if result.started:
                 self.abandoned_top = max(self.abandoned_top, top)
             return
         if isinstance(result, BaseException):
             raise result
         outcome: Outcome = result
+        self.answered += 1
         summary = self.summary
         summary.retried += outcome.retries
         summary.throttled += outcome.throttled
@@ -212,9 +228,13 @@ class Dispatch:
                 f"rejected: {outcome.message}")
 
     def _commit(self, final: bool = False) -> None:
-        for unit in self.ledger.commit(final):
+        released = self.ledger.commit(final)
+        self.unrecorded -= self.answered  # their outcomes are durable now
+        self.answered = 0
+        for unit in released:
             self.in_window -= len(unit.seqs) if unit.__class__ is MetricGroup else 1
             self._execute(self.scheduler.release(unit))
+        self._hand_out()
 
     # --- stopping ---------------------------------------------------------------------------
 

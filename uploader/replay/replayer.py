@@ -90,7 +90,7 @@ class Replayer:
                 self.summary, self.options, context, targets, channel.create_method,
                 self.window, end_seq, self._stop_requested, self.stop.set,
                 started + self.options.time_slice_s
-                if self.options.time_slice_s is not None else None)
+                if self.options.time_slice_s is not None else None, self.concurrency)
             dispatch.run()
         except UploadError as exc:
             self.summary.error = redact(str(exc))
