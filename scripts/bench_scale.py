@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_upload import _MEASURED_CLI, KEY, ROOT, EmulatorProcess, build_journal  # noqa: E402
+from bench_upload import KEY, EmulatorProcess, build_journal, run_upload  # noqa: E402
 
 SERIES_READ = "read:experiment/metrics/get-metric"
 
@@ -44,16 +43,8 @@ def peak_rss(pid: int) -> int:
 
 
 def upload(url: str, path: str, *extra: str) -> tuple[dict, float, int]:
-    """(summary, wall seconds, peak RSS in bytes) of one ``comet-upload`` process."""
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, "--url", url, "--api-key", KEY,
-                           "--json", "--deadline", "3600", *extra, path], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"comet-upload failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    peak_kib = int(proc.stderr.rsplit("peak_rss_kib=", 1)[1].split()[0])
-    return json.loads(proc.stdout)["journals"][0], wall, peak_kib * 1024
+    """``bench_upload.run_upload`` with a deadline long enough for 10M-point runs."""
+    return run_upload(url, path, *extra, deadline="3600")
 
 
 def one_run(journal: str, route: str, rate: float, extra: list[str], noop: bool) -> dict:

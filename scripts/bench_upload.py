@@ -108,11 +108,12 @@ finally:
 """
 
 
-def run_upload(url: str, path: str, *extra: str) -> tuple[dict, float, int]:
+def run_upload(url: str, path: str, *extra: str, deadline: str = "60"
+               ) -> tuple[dict, float, int]:
     """(summary, wall seconds, peak RSS in bytes) of one ``comet-upload`` process."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _MEASURED_CLI, "--url", url, "--api-key", KEY,
-                           "--json", "--deadline", "60", *extra, path], cwd=ROOT,
+                           "--json", "--deadline", deadline, *extra, path], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     wall = time.perf_counter() - started
     if proc.returncode != 0:

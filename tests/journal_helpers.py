@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
+import subprocess
 
 
 def rows(path, endpoint: str | None = None) -> list[dict]:
@@ -41,3 +44,20 @@ def integrity_ok(path) -> bool:
         return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, options: str):
+    """A real tmpfs mounted at ``path`` (``options``: e.g. "size=2m", "ro,size=1m"),
+    unmounted after; the test is skipped, saying why, where mounting is not permitted."""
+    import pytest
+    os.makedirs(path, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: "
+                    f"{proc.stderr.strip() or proc.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from journal_helpers import count, integrity_ok
+from journal_helpers import count, integrity_ok, small_tmpfs
 from comet_journal.schema.journal import Journal, read_header
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,16 +47,8 @@ def _fill(journal: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with small_tmpfs(tmp_path / "small", "size=2m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_journal_left_by_a_full_disk_opens(small_disk):
@@ -91,18 +83,11 @@ def test_the_uploader_recovers_from_its_own_full_disk(tmp_path, emulator, monkey
     nothing reaches the server twice."""
     from test_upload_support import KEY, assert_server_matches, make_journal, run_cli
 
-    state = tmp_path / "state"  # room for the progress database's write-ahead log (4 MiB)
-    state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))  # where the comparison looks too
-    try:
+    # room for the progress database's write-ahead log (up to 4 MiB before a checkpoint)
+    with small_tmpfs(tmp_path / "state", "size=8m") as state:
+        monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))  # where the comparison looks
         _recover_from_full_state(state, tmp_path, emulator, KEY, assert_server_matches,
                                  make_journal, run_cli)
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False)
 
 
 def _recover_from_full_state(small_disk, tmp_path, emulator, KEY, assert_server_matches,

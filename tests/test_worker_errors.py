@@ -6,11 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import subprocess
 
 import pytest
 
-from journal_helpers import count
+from journal_helpers import count, small_tmpfs
 from comet_journal import Experiment
 from comet_journal.schema.errors import JournalError
 
@@ -49,14 +48,8 @@ def unwritable_dir(tmp_path):
         directory.chmod(0o700)
         return
     # root writes through permissions: a read-only file system is what stops it
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(directory)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"running as root and cannot mount a read-only tmpfs: {proc.stderr.strip()}")
-    try:
+    with small_tmpfs(directory, "ro,size=1m"):
         yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 @pytest.mark.parametrize("as_file", [False, True])
