@@ -37,11 +37,15 @@ def fake_nvml(monkeypatch):
 
 def test_cpu_ram_and_load_are_sampled_at_start_then_every_interval(tmp_path):
     journal = tmp_path / "run.db"
+    began = time.monotonic()
     with Experiment(journal=str(journal), **sampling(system_monitor_interval=0.1,
                                                      log_env_gpu=False)):
-        time.sleep(0.55)
+        # Waits for samples instead of sleeping a fixed time: a loaded machine is slower.
+        wait_for(lambda: count(journal, "cpu_metrics") >= 3, timeout=15)
+    elapsed = time.monotonic() - began
     cpu, ram, load = (rows(journal, e) for e in ("cpu_metrics", "ram_metrics", "load_metrics"))
-    assert 3 <= len(cpu) <= 8 and len(ram) == len(load) == len(cpu)
+    # Never more often than the interval (one at start, one per 0.1 s after it).
+    assert 3 <= len(cpu) <= elapsed / 0.1 + 2 and len(ram) == len(load) == len(cpu)
     start = rows(journal, "experiment_start_end_time")[0]["payload"]["startTimeMillis"]
     assert cpu[0]["payload"]["timestamp"] - start < 1000  # the first sample is at start
     total = psutil.virtual_memory().total
@@ -246,9 +250,11 @@ def test_current_step_is_read_from_the_queue_then_from_the_journal(tmp_path):
 
 def test_keep_alive_rows_while_the_run_lives(tmp_path):
     journal = tmp_path / "run.db"
+    began = time.monotonic()
     with Experiment(journal=str(journal), **options(keep_alive_interval=0.05)):
-        time.sleep(0.33)
-    assert 3 <= count(journal, "experiment_keepalive") <= 8
+        wait_for(lambda: count(journal, "experiment_keepalive") >= 3, timeout=15)
+    elapsed = time.monotonic() - began
+    assert 3 <= count(journal, "experiment_keepalive") <= elapsed / 0.05 + 2
     assert all(r["payload"] == {} for r in rows(journal, "experiment_keepalive"))
     with Experiment(journal=str(tmp_path / "none.db"), **options()):
         time.sleep(0.1)
@@ -266,7 +272,8 @@ def test_end_stops_the_thread_promptly_and_is_idempotent(tmp_path):
     assert len(threads) == 1 and threads[0].daemon
     started = time.monotonic()
     exp.end()
-    assert time.monotonic() - started < 1.0
+    # Well under the 30 s interval the thread would otherwise sleep (slack for a loaded host).
+    assert time.monotonic() - started < 3.0
     assert not threads[0].is_alive()
     exp.end()
     assert count(journal, "cpu_metrics") == 1 and count(journal, "experiment_keepalive") == 0
