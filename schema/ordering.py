@@ -72,6 +72,13 @@ ORDERING: Final[dict[str, Order]] = {
     "project_notes": Order(GLOBAL),
     "project_update": Order(GLOBAL),
     "viz_store_save": Order(GLOBAL),
+    # the SDK's routes for what no documented endpoint carries
+    "clientlib_asset_upload": Order(ORDERED, "fileName"),  # a remote asset (overwrite)
+    "clientlib_log_remote_model": Order(ORDERED, "modelName"),
+    "registry_model_create": Order(ORDERED, "modelName"),
+    "experiment_dependencies": Order(ORDERED),
+    "experiment_file_path": Order(ORDERED),
+    "experiment_cloud_details": Order(ORDERED),
 }
 
 

@@ -55,6 +55,7 @@ class Ledger:
         self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
         self.rejects: list[tuple[int, int, int, str]] = []
         self.pending: list = []  # units settled in memory, awaiting commit
+        self.held_seqs: set[int] = set()  # released but left pending (not sendable here)
 
     def enter(self, unit) -> None:
         """A unit read from the journal (before it is admitted)."""
@@ -66,8 +67,13 @@ class Ledger:
     # --- verdicts ---------------------------------------------------------------------------
 
     def settle_call(self, call, verdict: Outcome, attempts: int) -> None:
-        """One call's verdict (a job of several calls has one per call)."""
-        if verdict.ok:
+        """One call's verdict (a job of several calls has one per call). A held call (an SDK
+        route this server lacks) is released but stays pending: the watermark stops below it."""
+        if verdict.held:
+            self.held_seqs.add(call.seq)
+            held = self.summary.not_sendable
+            held[call.endpoint] = held.get(call.endpoint, 0) + 1
+        elif verdict.ok:
             self._ack(call, verdict.found, attempts)
         else:
             self._reject(call.seq, call.endpoint, attempts, verdict.status, verdict.message)
@@ -140,8 +146,9 @@ class Ledger:
         """Every main-line call at or below the returned seq is settled (committed or about
         to be, in the same transaction)."""
         settled, heap = self.settled_seqs, self.mainline
+        held = self.held_seqs
         for unit in self.pending:
-            if not unit.retry:
+            if not unit.retry and unit.seq not in held:
                 settled.add(unit.seq)
         while heap and heap[0] in settled:
             settled.discard(heapq.heappop(heap))
