@@ -1,0 +1,209 @@
+"""What no documented endpoint carries (remote assets and models, model registration,
+dependencies, the script's file name): journaled as calls to the official SDK's routes, sent
+where the server offers them, and otherwise kept pending and reported, never dropped.
+
+Archives come from the real ``comet_ml.OfflineExperiment``; the recorder's methods for the
+same items are compared with the SDK's messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import pytest
+
+from journal_helpers import rows
+from offline_archives import archive_messages, make_archive
+from test_upload_support import new_experiment, run_cli, upload
+
+from comet_journal.uploader.importer import import_source
+
+SDK_ONLY_RUN = r'''
+import os, sys, comet_ml
+exp = comet_ml.OfflineExperiment(offline_directory=OUT, project_name="proj", workspace="ws",
+                                 log_env_details=False, log_env_host=False, **QUIET)
+exp.log_metric("loss", 0.5, step=1)
+exp.log_remote_asset("s3://bucket/folder/x.csv", remote_file_name="x", step=3,
+                     metadata={"a": 1})
+exp.log_remote_asset("https://example.com/data/train.parquet", overwrite=True)
+exp.log_remote_model("rm", "s3://bucket/model", sync_mode=False, metadata={"b": 2})
+open(OUT + ".model.bin", "wb").write(b"weights")
+exp.log_model("mdl", OUT + ".model.bin")
+exp.register_model("mdl", version="1.0.1", description="d", tags=["t"], status="Production")
+exp.log_dependency("numpy", "1.0")
+exp.set_filename("train.py")
+'''
+# The SDK's calls whose messages the importer journals for its routes.
+SDK_TYPES = ("remote_file", "remote_model", "register_model", "log_dependency", "file_name")
+
+
+@pytest.fixture(scope="module")
+def sdk_archive(tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("sdk"), body=SDK_ONLY_RUN)
+
+
+def _by_type(source) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for m in archive_messages(source):
+        out.setdefault(m["type"], []).append(m["payload"])
+    return out
+
+
+def _applied(emu, key, endpoint) -> list[dict]:
+    return [a["fields"] for a in emu.state()["applied"]
+            if a["experimentKey"] == key and a["endpoint"] == endpoint]
+
+
+def _remote_asset_fields(link, extra, metadata) -> tuple:
+    return (link, extra.get("fileName"), extra.get("assetId"), extra.get("step"),
+            bool(extra.get("overwrite")), json.dumps(metadata or None, sort_keys=True))
+
+
+def test_sdk_items_reach_a_server_with_the_sdk_routes(emulator, sdk_archive, tmp_path):
+    messages = _by_type(sdk_archive)
+    assert all(messages.get(t) for t in SDK_TYPES), sorted(messages)
+    key = os.path.basename(sdk_archive)[:-4]
+    proc = upload(emulator, sdk_archive, "--state", tmp_path / "state", "--json", check=0)
+    summary = json.loads(proc.stdout)["journals"][0]
+    # everything goes except the registration, which needs look-ups this uploader lacks
+    assert summary["rejected"] == 0
+    assert summary["not_sendable_calls"] == {"registry_model_create": 1}
+    # remote assets, item by item: link, name, client assetId, step, overwrite, metadata
+    want = sorted(_remote_asset_fields(p["remote_uri"], p["additional_params"], p["metadata"])
+                  for p in messages["remote_file"])
+    have = sorted(_remote_asset_fields(f["link"], f, f.get("metadata"))
+                  for f in _applied(emulator, key, "clientlib_asset_upload") if "link" in f)
+    assert want == have and len(want) == 2
+    exp = emulator.state()["experiments"][key]
+    assert sorted(a["link"] for a in exp["assets"] if a["link"]) == sorted(
+        p["remote_uri"] for p in messages["remote_file"])
+    # the remote model as the SDK sends it; the model's files keep their grouping
+    assert exp["remoteModels"] == [{"modelName": p["model_name"],
+                                    "remoteEntities": p["remote_assets"]}
+                                   for p in messages["remote_model"]]
+    (model,) = [a for a in exp["assets"] if a["type"] == "model-element"]
+    assert model["fileName"] == "offline.model.bin"
+    (element,) = [f for f in _applied(emulator, key, "upload_asset")
+                  if f.get("type") == "model-element"]
+    assert element["groupingName"] == "mdl"
+    # dependencies and the file name
+    assert exp["dependencies"] == [{"name": p["name"], "version": p["version"]}
+                                   for p in messages["log_dependency"]]
+    assert exp["filePath"] == messages["file_name"][-1]["file_name"]
+    # the registration is kept pending, and status says so
+    status = run_cli("status", "--url", emulator.url, summary["journal"], check=0,
+                     env={"COMET_JOURNAL_STATE": str(tmp_path / "state")}).stdout
+    assert "SDK-only:  1 pending calls need the official SDK's routes " \
+           "(registry_model_create x1)" in status
+    # again: nothing sent twice, the registration still pending
+    before = len(emulator.state()["applied"])
+    again = json.loads(upload(emulator, sdk_archive, "--state", tmp_path / "state", "--json",
+                              check=0).stdout)["journals"][0]
+    assert again["uploaded"] == 0 and again["not_sendable"] == 1
+    assert len(emulator.state()["applied"]) == before
+
+
+def test_a_server_without_the_sdk_routes_keeps_them_pending_and_says_so(
+        emulator_factory, sdk_archive, tmp_path):
+    bare = emulator_factory(clientlib=False)
+    state = tmp_path / "state"
+    messages = _by_type(sdk_archive)
+    sdk_calls = sum(len(messages[t]) for t in SDK_TYPES)
+    proc = upload(bare, sdk_archive, "--state", state, check=0)
+    assert f"not sent:  {sdk_calls} calls this server cannot take" in proc.stdout
+    assert "clientlib_asset_upload x2" in proc.stdout and "upload it again" in proc.stdout
+    summary = json.loads(upload(bare, sdk_archive, "--state", state, "--json",
+                                check=0).stdout)["journals"][0]
+    assert summary["not_sendable"] == sdk_calls and summary["rejected"] == 0
+    key = os.path.basename(sdk_archive)[:-4]
+    server_key = summary["experiments"][0]["server_key"]
+    exp = bare.state()["experiments"][server_key]
+    # the rest went: the metric, the model's file, start/end times
+    assert [p["metricValue"] for p in exp["metrics"]["loss"]] == [0.5]
+    assert [a["type"] for a in exp["assets"]] == ["model-element"]
+    assert not exp["dependencies"] and exp["filePath"] is None
+    assert {a["endpoint"] for a in bare.state()["applied"]}.isdisjoint(
+        {"clientlib_asset_upload", "experiment_dependencies", "experiment_file_path"})
+    journal = str(state / "imported" / f"{key}.db")
+    status = json.loads(run_cli("status", "--json", "--url", bare.url, journal, check=0,
+                                env={"COMET_JOURNAL_STATE": str(state)}).stdout)["journals"][0]
+    assert status["pending"] == sdk_calls
+    assert status["sdk_only_pending"] == {
+        "clientlib_asset_upload": 2, "clientlib_log_remote_model": 1,
+        "experiment_dependencies": 1, "experiment_file_path": 1, "registry_model_create": 1}
+    inspected = run_cli("inspect", journal, check=0).stdout
+    assert f"SDK-only calls: {sdk_calls} (clientlib_asset_upload x2" in inspected
+
+
+def test_what_no_route_carries_is_listed_by_name(sdk_archive, tmp_path):
+    """A 3D point cloud (its upload needs the server's answer between requests) and fields no
+    route has are kept in the import report and listed by inspect, by name."""
+    cloud = {"type": "3d-image", "payload": {
+        "name": "cloud", "upload_type": "asset-item", "items": [], "thumbnail_path": None,
+        "metadata": {"xRange": [0, 1]}, "step": 4, "asset_id": None, "message_id": 999}}
+    source = tmp_path / "cloud.zip"
+    with zipfile.ZipFile(sdk_archive) as src, zipfile.ZipFile(source, "w") as out:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "messages.json":
+                data += json.dumps(cloud).encode() + b"\n"
+            out.writestr(info.filename, data)
+    result = import_source(source, journal=tmp_path / "cloud.db")
+    report = result.report.as_dict()
+    assert report["not_sendable"] == {"3d-image": 1}
+    sources = sum(1 for p in _by_type(sdk_archive)["parameter_msg"]
+                  if (p.get("param") or p["params"]).get("source") not in (None, "manual"))
+    assert sources >= 1  # curr_step, auto-logged: the parameter endpoint has no source
+    assert report["dropped_fields"] == {"register_model.workspace": 1,
+                                        "parameter_msg.source": sources}
+    inspected = run_cli("inspect", tmp_path / "cloud.db", check=0).stdout
+    assert "kept, not sent (no route carries it): 3d-image x1" in inspected
+    assert "field not sent (no route carries it): register_model.workspace x1" in inspected
+    assert f"field not sent (no route carries it): parameter_msg.source x{sources}" \
+        in inspected
+
+
+# --- the recorder journals the same calls the SDK's messages describe ------------------------
+
+def test_recorder_remote_calls_match_the_sdks_messages(sdk_archive, tmp_path):
+    messages = _by_type(sdk_archive)
+    journal = str(tmp_path / "run.db")
+    with new_experiment(journal) as exp:
+        exp.set_step(3)  # the SDK's run was at step 3 (log_remote_asset's step)
+        exp.log_remote_asset("s3://bucket/folder/x.csv", remote_file_name="x", step=3,
+                             metadata={"a": 1})
+        exp.log_remote_asset("https://example.com/data/train.parquet", overwrite=True)
+        exp.log_remote_model("rm", "s3://bucket/model", sync_mode=False, metadata={"b": 2})
+        exp.register_model("mdl", version="1.0.1", description="d", tags=["t"],
+                           status="Production")
+        exp.log_dependency("numpy", "1.0")
+        exp.set_filename("train.py")
+    ours = {}
+    for row in rows(journal):
+        ours.setdefault(row["endpoint"], []).append(row["payload"])
+    # remote assets: everything but the random assetId
+    drop_id = lambda t: t[:2] + t[3:]  # noqa: E731
+    assert [drop_id(_remote_asset_fields(p["link"], p, p.get("metadata")))
+            for p in ours["clientlib_asset_upload"]] == [
+        drop_id(_remote_asset_fields(p["remote_uri"], p["additional_params"], p["metadata"]))
+        for p in messages["remote_file"]]
+    assert [p["type"] for p in ours["clientlib_asset_upload"]] == [
+        p["upload_type"] for p in messages["remote_file"]]
+    # remote model: name, URL, file name and encoded metadata
+    strip = lambda entities: [{k: v for k, v in e.items() if k != "assetId"}  # noqa: E731
+                              for e in entities]
+    assert [(p["modelName"], strip(p["remoteEntities"]))
+            for p in ours["clientlib_log_remote_model"]] == [
+        (p["model_name"], strip(p["remote_assets"])) for p in messages["remote_model"]]
+    # registration, dependency, file name
+    (reg,) = ours["registry_model_create"]
+    (sdk_reg,) = messages["register_model"]
+    assert (reg["modelName"], reg["registryModelName"], reg["version"], reg["description"],
+            reg["tags"], reg["status"]) == (
+        sdk_reg["model_name"], sdk_reg["registry_name"], sdk_reg["version"],
+        sdk_reg["description"], sdk_reg["tags"], sdk_reg["status"])
+    assert [d for p in ours["experiment_dependencies"] for d in p["logDependencies"]] == [
+        {"name": p["name"], "version": p["version"]} for p in messages["log_dependency"]]
+    assert [p["filePath"] for p in ours["experiment_file_path"]] == [
+        p["file_name"] for p in messages["file_name"] if p["file_name"] == "train.py"]
