@@ -79,6 +79,7 @@ ORDERING: Final[dict[str, Order]] = {
     "experiment_dependencies": Order(ORDERED),
     "experiment_file_path": Order(ORDERED),
     "experiment_cloud_details": Order(ORDERED),
+    "clientlib_system_details": Order(ORDERED),
 }
 
 

@@ -187,11 +187,15 @@ def test_import_report_keeps_what_no_endpoint_carries(full_archive, tmp_path):
     human = run_cli("import", full_archive, "--journal", tmp_path / "run.db", check=0)
     assert "already imported" in human.stdout
     inspected = run_cli("inspect", tmp_path / "run.db", check=0).stdout
-    assert "SDK-only calls: 3 (clientlib_asset_upload x1, experiment_dependencies x1, " \
-        "experiment_file_path x1)" in inspected
+    assert "SDK-only calls: 4 (clientlib_asset_upload x1, clientlib_system_details x1, " \
+        "experiment_dependencies x1, experiment_file_path x1)" in inspected
     facts = json.loads(run_cli("inspect", "--json", tmp_path / "run.db", check=0).stdout)
-    assert facts["sdk_only_calls"] == {"clientlib_asset_upload": 1,
+    # the host's machine, OS release and processor: only the SDK's system-details carries them
+    assert facts["sdk_only_calls"] == {"clientlib_asset_upload": 1, "clientlib_system_details": 1,
                                        "experiment_dependencies": 1, "experiment_file_path": 1}
+    assert "parameter_msg.source" in facts["imported"]["dropped_fields"]
+    assert not {"system_details.machine", "file_upload.epoch"} & set(
+        facts["imported"]["dropped_fields"])
 
 
 # --- a run SIGKILLed before end() ----------------------------------------------------------

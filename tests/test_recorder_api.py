@@ -51,6 +51,7 @@ EXPERIMENT_CALLS = {
     "experiment_dependencies": lambda e, p: e.log_dependency("numpy", "2.0"),
     "experiment_file_path": lambda e, p: e.set_filename("train.py"),
     "experiment_cloud_details": lambda e, p: e.log_cloud_details("aws", {"region": "x"}),
+    "clientlib_system_details": lambda e, p: e.log_system_details(machine="x86_64"),
 }
 PROJECT_CALLS = {
     "project_create": lambda pr: pr.create("a project", public=False),

@@ -35,6 +35,8 @@ _SYSTEM_DETAILS: Final = {  # archive field -> system-details field
     "os": "os", "os_type": "osType", "pid": "pid", "python_version": "pythonVersion",
     "python_version_verbose": "pythonVersionVerbose", "user": "user",
     "network_interfaces_ips": "networkInterfaceIps"}
+_HOST_DETAILS: Final = {"machine": "machine", "os_release": "osRelease",
+                        "processor": "processor"}
 _GPU_STATIC: Final = {"gpu_index": "gpuIndex", "name": "name", "power_limit": "powerLimit",
                       "total_memory": "totalMemory", "uuid": "uuid"}
 _GIT_FIELDS: Final = ("branch", "origin", "parent", "root", "user")
@@ -185,10 +187,15 @@ class Converter:
             details["command"] = [details["command"]]
         if details["pid"] is not None:
             details["pid"] = int(details["pid"])
+        host = {ours: p.get(theirs) for theirs, ours in _HOST_DETAILS.items()}
         for name, value in p.items():
-            if name not in _SYSTEM_DETAILS and name != "message_id" and value:
+            if name not in _SYSTEM_DETAILS and name not in _HOST_DETAILS and \
+                    name != "message_id" and value:
                 self.report.dropped_fields[f"system_details.{name}"] += 1
         self._call("system_details", details)
+        if any(v is not None for v in host.values()):  # only the SDK's route carries them
+            self._call("clientlib_system_details", {k: str(v) for k, v in host.items()
+                                                    if v is not None})
 
     def _packages(self, p: Any, name: str) -> None:
         packages = p if isinstance(p, list) else next(v for v in p.values() if isinstance(v, list))

@@ -382,6 +382,7 @@ CHECKS: dict[str, Check | None] = {
     "experiment_dependencies": None,
     "experiment_file_path": None,
     "experiment_cloud_details": None,
+    "clientlib_system_details": _fields_equal("experiment/system-details"),
     # No read endpoint lists remote models or registrations by their call; the SDK's
     # client-made assetIds make a remote model's resend land on the same assets.
     "clientlib_log_remote_model": None,
