@@ -207,3 +207,30 @@ def test_recorder_remote_calls_match_the_sdks_messages(sdk_archive, tmp_path):
         {"name": p["name"], "version": p["version"]} for p in messages["log_dependency"]]
     assert [p["filePath"] for p in ours["experiment_file_path"]] == [
         p["file_name"] for p in messages["file_name"] if p["file_name"] == "train.py"]
+
+
+def test_an_sdk_route_answering_404_is_held_for_the_run_not_rejected(emulator, tmp_path):
+    """The probe found the SDK's routes, but one of them is missing (an older server): its
+    calls stay pending, the others go, nothing is rejected or retried in a loop."""
+    journal = str(tmp_path / "run.db")
+    with new_experiment(journal) as exp:
+        exp.log_dependency("numpy", "2.0")
+        exp.log_dependency("torch", "2.1")
+        exp.log_remote_asset("s3://bucket/a.csv")
+        exp.log_metric("loss", 1.0, step=1)
+    emulator.set_faults({"rules": [{"route": "experiment_dependencies", "kind": "status",
+                                    "status": 404}]})
+    summary = json.loads(upload(emulator, journal, "--json", check=0).stdout)["journals"][0]
+    assert summary["rejected"] == 0
+    assert summary["not_sendable_calls"] == {"experiment_dependencies": 2}
+    exp_state = emulator.state()["experiments"][summary["experiments"][0]["server_key"]]
+    assert [a["link"] for a in exp_state["assets"]] == ["s3://bucket/a.csv"]
+    assert exp_state["metrics"]["loss"][0]["metricValue"] == 1.0
+    # one 404 switched the route off for the run: the second call was never sent
+    assert emulator.state()["requests"]["by_route"]["experiment_dependencies"] == 1
+    # the route is back: the next upload sends what was kept
+    emulator.set_faults({"rules": []})
+    again = json.loads(upload(emulator, journal, "--json", check=0).stdout)["journals"][0]
+    assert again["not_sendable"] == 0 and again["uploaded"] == 2
+    assert [d["name"] for d in emulator.state()["experiments"][
+        summary["experiments"][0]["server_key"]]["dependencies"]] == ["numpy", "torch"]
