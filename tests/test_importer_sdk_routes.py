@@ -234,3 +234,6 @@ def test_an_sdk_route_answering_404_is_held_for_the_run_not_rejected(emulator, t
     assert again["not_sendable"] == 0 and again["uploaded"] == 2
     assert [d["name"] for d in emulator.state()["experiments"][
         summary["experiments"][0]["server_key"]]["dependencies"]] == ["numpy", "torch"]
+    from comet_journal.emulator.compare import compare
+    result = compare([journal], emulator.state())
+    assert result.ok, result.describe()
