@@ -23,8 +23,9 @@ API_ROOT_CHECK = "account-details"  # a documented read every Comet server answe
 # Journaled SDK routes this uploader never sends yet, and why (kept pending, reported).
 NOT_DRIVEN: Final = {
     "registry_model_create": "registering a model needs the server's id of the experiment's "
-                             "model and its registry, looked up first; this uploader does not "
-                             "do those look-ups yet",
+                             "model and its registry, looked up first (differently by server "
+                             "version); this uploader does not do that yet: register the "
+                             "model in Comet's UI or with comet_ml's API",
 }
 SDK_ROUTES_HINT: Final = ("kept pending in the journal: upload it again to a server that "
                           "offers the official SDK's routes (comet-upload status lists them)")
