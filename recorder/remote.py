@@ -147,3 +147,13 @@ class RemoteMixin:
                                    provider)
         self._record("experiment_cloud_details", {
             "provider": provider, "metadata": _metadata("log_cloud_details", metadata)})
+
+    @tolerant
+    def log_points_3d(self, scene_name: Any, points: Any = None, boxes: Any = None,
+                      step: Any = None, metadata: dict | None = None) -> None:
+        """Refused with a warning (counted; ``strict=True`` raises): a 3D point cloud's upload
+        needs the server's answer (its asset id) between its requests, which a journal cannot
+        replay, and no other route carries it. The SDK itself drops it without Pillow."""
+        raise ValueError("a 3D point cloud has no route a journal can replay (its upload needs "
+                         "the server's asset id between requests); log the points as an asset "
+                         "(log_asset_data) to keep them")

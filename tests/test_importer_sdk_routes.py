@@ -241,3 +241,33 @@ def test_an_sdk_route_answering_404_is_held_for_the_run_not_rejected(emulator, t
     from comet_journal.emulator.compare import compare
     result = compare([journal], emulator.state())
     assert result.ok, result.describe()
+
+
+def test_recorder_refuses_3d_points_with_a_warning_never_raising(tmp_path, caplog):
+    journal = str(tmp_path / "run.db")
+    with new_experiment(journal) as exp:
+        for _ in range(3):
+            assert exp.log_points_3d("cloud", points=[[0, 0, 0]]) is None
+        summary = exp.end()
+    assert summary["refused"] == 3
+    warned = [r.getMessage() for r in caplog.records if "log_points_3d()" in r.getMessage()]
+    assert len(warned) == 1 and "3D point cloud" in warned[0]
+    assert {r["endpoint"] for r in rows(journal)} <= {"experiment_create",
+                                                      "experiment_start_end_time",
+                                                      "experiment_stop", "log_other",
+                                                      "system_details"}
+    with new_experiment(str(tmp_path / "strict.db"), strict=True) as strict:
+        with pytest.raises(ValueError, match="3D point cloud"):
+            strict.log_points_3d("cloud", points=[[0, 0, 0]])
+
+
+def test_capabilities_decide_every_journaled_route():
+    from comet_journal.schema.catalogue import ENDPOINTS, JOURNALED_SDK_ROUTES
+    from comet_journal.uploader.wire.capabilities import NOT_DRIVEN, Capabilities
+    bare, full = Capabilities(clientlib=False), Capabilities(clientlib=True)
+    sdk = {name for name, ep in ENDPOINTS.items() if not ep.documented}
+    assert sdk == set(JOURNALED_SDK_ROUTES) and set(NOT_DRIVEN) <= sdk
+    assert {n for n in ENDPOINTS if bare.not_sendable(n)} == sdk
+    assert {n for n in ENDPOINTS if full.not_sendable(n)} == set(NOT_DRIVEN)
+    full.route_gone("experiment_dependencies")
+    assert "does not offer" in full.not_sendable("experiment_dependencies")
