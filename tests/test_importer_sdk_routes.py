@@ -133,6 +133,7 @@ def test_a_server_without_the_sdk_routes_keeps_them_pending_and_says_so(
     status = json.loads(run_cli("status", "--json", "--url", bare.url, journal, check=0,
                                 env={"COMET_JOURNAL_STATE": str(state)}).stdout)["journals"][0]
     assert status["pending"] == sdk_calls
+    assert status["in_doubt"] == 0 and status["rejected"] == 0  # never sent: not in doubt
     assert status["sdk_only_pending"] == {
         "clientlib_asset_upload": 2, "clientlib_log_remote_model": 1,
         "experiment_dependencies": 1, "experiment_file_path": 1, "registry_model_create": 1}
