@@ -288,7 +288,7 @@ def experiment_view(store: Store, conn: sqlite3.Connection, row: sqlite3.Row) ->
         "cloudDetails": merged_fields(of(("experiment_cloud_details",))) or None,
         "remoteModels": [{"modelName": f["modelName"], "remoteEntities": f.get(
             "remoteEntities") or []} for f in map(_fields, of(("clientlib_log_remote_model",)))],
-        "registeredModels": [_fields(r) for r in of(("registry_model_create",))],
+        "registeredModels": [_fields(r) for r in of(("registry_model_item_create",))],
         "statusReport": status_reports or None,
         "symlinks": [_fields(r)["projectName"] for r in of(("project_symlink",))],
         "assets": [_asset_view(a) for a in store.assets(conn, row["key"])],

@@ -11,12 +11,15 @@ segment of its URI as its name, as the SDK gives them.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 from urllib.parse import urlparse
 
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.tolerance import tolerant
+
+logger = logging.getLogger(__name__)
 
 
 def name_from_uri(uri: str) -> str:
@@ -103,8 +106,12 @@ class RemoteMixin:
                        sync: bool = False, metadata: dict | None = None,
                        status_configuration: dict | None = None,
                        timeout: float = 10.0) -> None:
-        """Journal the registration of a logged model (``workspace``, ``sync`` and
-        ``timeout`` are accepted and ignored, as the SDK ignores the workspace)."""
+        """Journal the registration of a logged model (the SDK's one-request
+        ``write/registry-model/item/create``, sent once the model's files are). ``workspace``,
+        ``stages``, ``sync`` and ``timeout`` are accepted and ignored, as the SDK ignores the
+        first two; ``metadata`` and ``status_configuration`` are later updates by the
+        server's id of the new version, which a journal cannot carry: given, they are left
+        out with a warning."""
         method = "register_model"
         if not isinstance(model_name, str) or not model_name:
             raise check.type_error(method, "model_name", "a non-empty string", model_name)
@@ -114,13 +121,19 @@ class RemoteMixin:
             check.optional_str(method, name, value)
         if public is not None:
             check.boolean(method, "public", public)
-        self._record("registry_model_create", {
-            "modelName": model_name, "registryModelName": registry_name or model_name,
-            "version": version, "isPublic": public, "description": description,
-            "comment": comment, "tags": _str_list(method, "tags", tags),
-            "stages": _str_list(method, "stages", stages), "status": status,
-            "metadata": _metadata(method, metadata),
-            "statusConfiguration": _metadata(method, status_configuration)})
+        _str_list(method, "stages", stages)
+        left_out = [n for n, v in (("metadata", _metadata(method, metadata)),
+                                   ("status_configuration",
+                                    _metadata(method, status_configuration))) if v]
+        if left_out:
+            logger.warning("comet-journal: register_model(%r): %s not journaled (set by the "
+                           "server's id of the new version, which a journal cannot know)",
+                           model_name, " and ".join(left_out))
+        self._record("registry_model_item_create", {
+            "experimentModelName": model_name, "registryModelName": registry_name or model_name,
+            "registryModelDescription": description, "version": version,
+            "versionComment": comment, "tags": _str_list(method, "tags", tags),
+            "status": status, "publicModel": public})
 
     @tolerant
     def log_dependency(self, name: Any, version: Any) -> None:

@@ -377,17 +377,13 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
               Field("tags", STR_LIST, required=True)),
     _sdk_rest("delete_parameter", "POST", "write/experiment/parameter/delete", _KEY,
               Field("parameterName", STR, required=True)),
-    # The official SDK's ``register_model`` as journaled: the SDK looks up the experiment's
-    # model by name (its ``experimentModelId``) and the registry's models, then posts
-    # ``write/registry-model`` (a new registry model) or ``write/registry-model/item`` (a new
-    # version) with ``{experimentModelId, registryModelName, version, isPublic?,
-    # description?, comment?, stages?}`` (comet-wire.md section 5.2, close()).
-    _sdk_rest("registry_model_create", "POST", "write/registry-model", _KEY,
-              Field("modelName", STR, required=True), Field("registryModelName", STR),
-              Field("version", STR), Field("isPublic", BOOL), Field("description", STR),
-              Field("comment", STR), Field("stages", STR_LIST), Field("tags", STR_LIST),
-              Field("status", STR), Field("metadata", JSON_OBJECT),
-              Field("statusConfiguration", JSON_OBJECT)),
+    # The official SDK's ``register_model`` (backends that have the one-request route; its
+    # ``metadata`` and status configuration are later updates by the item's id).
+    _sdk_rest("registry_model_item_create", "POST", "write/registry-model/item/create", _KEY,
+              Field("experimentModelName", STR, required=True),
+              Field("registryModelName", STR), Field("registryModelDescription", STR),
+              Field("version", STR), Field("versionComment", STR), Field("tags", STR_LIST),
+              Field("status", STR), Field("publicModel", BOOL)),
     # --- looking up an existing run ----------------------------------------------------
     _clientlib("clientlib_get_run", "POST", "logger/get/run", EXPERIMENT,
                Field("previousExperiment", STR, required=True), Field("local_timestamp", INT),
@@ -420,7 +416,7 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
 # server that offers the SDK's routes (``uploader/wire/capabilities.py``) and otherwise keeps
 # them pending and says so.
 JOURNALED_SDK_ROUTES: Final = ("clientlib_asset_upload", "clientlib_log_remote_model",
-                               "registry_model_create", "experiment_dependencies",
+                               "registry_model_item_create", "experiment_dependencies",
                                "experiment_file_path", "experiment_cloud_details",
                                "clientlib_system_details")
 # What the recorder journals and every replay starts from: the documented endpoints and the

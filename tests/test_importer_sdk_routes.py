@@ -66,12 +66,7 @@ def test_sdk_items_reach_a_server_with_the_sdk_routes(emulator, sdk_archive, tmp
     key = os.path.basename(sdk_archive)[:-4]
     proc = upload(emulator, sdk_archive, "--state", tmp_path / "state", "--json", check=0)
     summary = json.loads(proc.stdout)["journals"][0]
-    # everything goes except the registration, which needs look-ups this uploader lacks
-    assert summary["rejected"] == 0
-    assert summary["not_sendable_calls"] == {"registry_model_create": 1}
-    human = upload(emulator, sdk_archive, "--state", tmp_path / "state", check=0).stdout
-    assert "not sent:  1 registry_model_create calls, kept pending: registering a model " \
-           "needs" in human and "calls this server cannot take" not in human
+    assert summary["rejected"] == 0 and summary["not_sendable"] == 0
     # remote assets, item by item: link, name, client assetId, step, overwrite, metadata
     want = sorted(_remote_asset_fields(p["remote_uri"], p["additional_params"], p["metadata"])
                   for p in messages["remote_file"])
@@ -94,16 +89,24 @@ def test_sdk_items_reach_a_server_with_the_sdk_routes(emulator, sdk_archive, tmp
     assert exp["dependencies"] == [{"name": p["name"], "version": p["version"]}
                                    for p in messages["log_dependency"]]
     assert exp["filePath"] == messages["file_name"][-1]["file_name"]
-    # the registration is kept pending, and status says so
+    # the registration, as the SDK's one-request route takes it, after the model's files
+    (sdk_reg,) = messages["register_model"]
+    (reg,) = exp["registeredModels"]
+    assert {k: v for k, v in reg.items() if k != "experimentKey"} == {
+        "experimentModelName": "mdl", "registryModelName": sdk_reg["registry_name"],
+        "registryModelDescription": "d", "version": "1.0.1", "tags": ["t"],
+        "status": "Production"}
+    order = [a["endpoint"] for a in emulator.state()["applied"] if a["experimentKey"] == key]
+    assert order.index("registry_model_item_create") > max(
+        i for i, e in enumerate(order) if e == "upload_asset")
     status = run_cli("status", "--url", emulator.url, summary["journal"], check=0,
                      env={"COMET_JOURNAL_STATE": str(tmp_path / "state")}).stdout
-    assert "SDK-only:  1 pending calls need the official SDK's routes " \
-           "(registry_model_create x1)" in status
-    # again: nothing sent twice, the registration still pending
+    assert "0 pending" in status and "SDK-only" not in status
+    # again: nothing sent twice
     before = len(emulator.state()["applied"])
     again = json.loads(upload(emulator, sdk_archive, "--state", tmp_path / "state", "--json",
                               check=0).stdout)["journals"][0]
-    assert again["uploaded"] == 0 and again["not_sendable"] == 1
+    assert again["uploaded"] == 0 and again["not_sendable"] == 0
     assert len(emulator.state()["applied"]) == before
 
 
@@ -114,8 +117,7 @@ def test_a_server_without_the_sdk_routes_keeps_them_pending_and_says_so(
     messages = _by_type(sdk_archive)
     sdk_calls = sum(len(messages[t]) for t in SDK_TYPES)
     proc = upload(bare, sdk_archive, "--state", state, check=0)
-    assert f"not sent:  {sdk_calls - 1} calls this server cannot take" in proc.stdout
-    assert "not sent:  1 registry_model_create calls, kept pending" in proc.stdout
+    assert f"not sent:  {sdk_calls} calls this server cannot take" in proc.stdout
     assert "clientlib_asset_upload x2" in proc.stdout and "upload it again" in proc.stdout
     summary = json.loads(upload(bare, sdk_archive, "--state", state, "--json",
                                 check=0).stdout)["journals"][0]
@@ -136,7 +138,7 @@ def test_a_server_without_the_sdk_routes_keeps_them_pending_and_says_so(
     assert status["in_doubt"] == 0 and status["rejected"] == 0  # never sent: not in doubt
     assert status["sdk_only_pending"] == {
         "clientlib_asset_upload": 2, "clientlib_log_remote_model": 1,
-        "experiment_dependencies": 1, "experiment_file_path": 1, "registry_model_create": 1}
+        "experiment_dependencies": 1, "experiment_file_path": 1, "registry_model_item_create": 1}
     inspected = run_cli("inspect", journal, check=0).stdout
     assert f"SDK-only calls: {sdk_calls} (clientlib_asset_upload x2" in inspected
 
@@ -202,10 +204,10 @@ def test_recorder_remote_calls_match_the_sdks_messages(sdk_archive, tmp_path):
             for p in ours["clientlib_log_remote_model"]] == [
         (p["model_name"], strip(p["remote_assets"])) for p in messages["remote_model"]]
     # registration, dependency, file name
-    (reg,) = ours["registry_model_create"]
+    (reg,) = ours["registry_model_item_create"]
     (sdk_reg,) = messages["register_model"]
-    assert (reg["modelName"], reg["registryModelName"], reg["version"], reg["description"],
-            reg["tags"], reg["status"]) == (
+    assert (reg["experimentModelName"], reg["registryModelName"], reg["version"],
+            reg["registryModelDescription"], reg["tags"], reg["status"]) == (
         sdk_reg["model_name"], sdk_reg["registry_name"], sdk_reg["version"],
         sdk_reg["description"], sdk_reg["tags"], sdk_reg["status"])
     assert [d for p in ours["experiment_dependencies"] for d in p["logDependencies"]] == [
@@ -264,11 +266,11 @@ def test_recorder_refuses_3d_points_with_a_warning_never_raising(tmp_path, caplo
 
 def test_capabilities_decide_every_journaled_route():
     from comet_journal.schema.catalogue import ENDPOINTS, JOURNALED_SDK_ROUTES
-    from comet_journal.uploader.wire.capabilities import NOT_DRIVEN, Capabilities
+    from comet_journal.uploader.wire.capabilities import Capabilities
     bare, full = Capabilities(clientlib=False), Capabilities(clientlib=True)
     sdk = {name for name, ep in ENDPOINTS.items() if not ep.documented}
-    assert sdk == set(JOURNALED_SDK_ROUTES) and set(NOT_DRIVEN) <= sdk
+    assert sdk == set(JOURNALED_SDK_ROUTES)
     assert {n for n in ENDPOINTS if bare.not_sendable(n)} == sdk
-    assert {n for n in ENDPOINTS if full.not_sendable(n)} == set(NOT_DRIVEN)
+    assert not {n for n in ENDPOINTS if full.not_sendable(n)}
     full.route_gone("experiment_dependencies")
     assert "does not offer" in full.not_sendable("experiment_dependencies")

@@ -21,7 +21,7 @@ from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXI
 from comet_journal.uploader.cli.progress import ProgressBar, finish_bar
 from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
 from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy, ServerGate
-from comet_journal.uploader.wire.capabilities import NOT_DRIVEN, SDK_ROUTES_HINT
+from comet_journal.uploader.wire.capabilities import SDK_ROUTES_HINT
 
 
 @click.command("upload", epilog=EXIT_CODES_HELP)
@@ -158,15 +158,11 @@ def _print_summary(s, batch: bool) -> None:
 
 
 def _print_not_sendable(held: dict[str, int]) -> None:
-    """Calls kept pending: SDK routes this server lacks, and those not driven at all."""
-    routes = {e: n for e, n in sorted(held.items()) if e not in NOT_DRIVEN}
-    if routes:
-        kinds = ", ".join(f"{name} x{n}" for name, n in routes.items())
-        click.echo(f"not sent:  {sum(routes.values())} calls this server cannot take "
+    """Calls kept pending: SDK routes this server lacks."""
+    if held:
+        kinds = ", ".join(f"{name} x{n}" for name, n in sorted(held.items()))
+        click.echo(f"not sent:  {sum(held.values())} calls this server cannot take "
                    f"({kinds}); {SDK_ROUTES_HINT}")
-    for endpoint, n in sorted(held.items()):
-        if endpoint in NOT_DRIVEN:
-            click.echo(f"not sent:  {n} {endpoint} calls, kept pending: {NOT_DRIVEN[endpoint]}")
 
 
 def _dry_run(journals, url, workspace, project_name, as_json, key_given: bool) -> int:

@@ -25,11 +25,13 @@ from comet_journal.uploader.importer.source import member_name_problem
 OUTPUT_LINES_PER_CALL: Final = 500
 # Message types no journaled route carries: kept as they are in the journal's meta.
 NOT_SENDABLE: Final = frozenset({"3d-image"})
-_REGISTER_MODEL: Final = {  # register_model message field -> registry_model_create field
-    "model_name": "modelName", "registry_name": "registryModelName", "version": "version",
-    "public": "isPublic", "description": "description", "comment": "comment",
-    "stages": "stages", "tags": "tags", "status": "status", "metadata": "metadata",
-    "status_configuration": "statusConfiguration"}
+_REGISTER_MODEL: Final = {  # register_model message field -> registry_model_item_create field
+    "model_name": "experimentModelName", "registry_name": "registryModelName",
+    "description": "registryModelDescription", "version": "version", "comment": "versionComment",
+    "tags": "tags", "status": "status", "public": "publicModel"}
+# What the one-request registration does not carry: the SDK ignores the first two; metadata and
+# the status configuration are later updates that need the server's id of the new item.
+REGISTER_MODEL_UNSENT: Final = ("workspace", "stages", "metadata", "status_configuration")
 _SYSTEM_DETAILS: Final = {  # archive field -> system-details field
     "command": "command", "python_exe": "executable", "hostname": "hostname", "ip": "ip",
     "os": "os", "os_type": "osType", "pid": "pid", "python_version": "pythonVersion",
@@ -255,10 +257,11 @@ class Converter:
                                                   "remoteEntities": p["remote_assets"]})
 
     def _register_model(self, p: dict) -> None:
-        self._call("registry_model_create",
+        self._call("registry_model_item_create",
                    {ours: p.get(theirs) for theirs, ours in _REGISTER_MODEL.items()})
-        if p.get("workspace") is not None:  # the SDK ignores it: the experiment's workspace
-            self.report.dropped_fields["register_model.workspace"] += 1
+        for name in REGISTER_MODEL_UNSENT:
+            if p.get(name) is not None:
+                self.report.dropped_fields[f"register_model.{name}"] += 1
 
     def _dependency(self, p: dict) -> None:
         self._call("experiment_dependencies", {"logDependencies": [

@@ -386,5 +386,5 @@ CHECKS: dict[str, Check | None] = {
     # No read endpoint lists remote models or registrations by their call; the SDK's
     # client-made assetIds make a remote model's resend land on the same assets.
     "clientlib_log_remote_model": None,
-    "registry_model_create": None,
+    "registry_model_item_create": None,
 }

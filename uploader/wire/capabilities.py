@@ -20,13 +20,6 @@ BATCH_ROUTES = ("batch_metrics", "batch_parameters", "batch_output")
 API_ROOT_CHECK = "account-details"  # a documented read every Comet server answers with JSON
 
 
-# Journaled SDK routes this uploader never sends yet, and why (kept pending, reported).
-NOT_DRIVEN: Final = {
-    "registry_model_create": "registering a model needs the server's id of the experiment's "
-                             "model and its registry, looked up first (differently by server "
-                             "version); this uploader does not do that yet: register the "
-                             "model in Comet's UI or with comet_ml's API",
-}
 SDK_ROUTES_HINT: Final = ("kept pending in the journal: upload it again to a server that "
                           "offers the official SDK's routes (comet-upload status lists them)")
 
@@ -47,8 +40,6 @@ class Capabilities:
         routes (the probe said so, and the route did not answer 404)."""
         if endpoint_named(endpoint).documented:
             return None
-        if endpoint in NOT_DRIVEN:
-            return NOT_DRIVEN[endpoint]
         if not self.clientlib or endpoint in self.gone:
             return (f"{endpoint} is one of the official SDK's routes (no documented endpoint "
                     "carries it), which this server does not offer")
