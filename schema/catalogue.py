@@ -412,9 +412,9 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
 
 # SDK routes whose calls a journal holds: the items no documented endpoint carries (remote
 # assets and models, model registration, dependencies, the script's file name, cloud
-# details, the host's machine/OS release/processor). The recorder and the importer journal them; the uploader sends them only to a
-# server that offers the SDK's routes (``uploader/wire/capabilities.py``) and otherwise keeps
-# them pending and says so.
+# details, the host's machine/OS release/processor). The recorder and the importer journal
+# them; the uploader sends them only to a server that offers the SDK's routes
+# (``uploader/wire/capabilities.py``) and otherwise keeps them pending and says so.
 JOURNALED_SDK_ROUTES: Final = ("clientlib_asset_upload", "clientlib_log_remote_model",
                                "registry_model_item_create", "experiment_dependencies",
                                "experiment_file_path", "experiment_cloud_details",
