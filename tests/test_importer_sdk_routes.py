@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 
 import pytest
@@ -274,3 +275,25 @@ def test_capabilities_decide_every_journaled_route():
     assert not {n for n in ENDPOINTS if full.not_sendable(n)}
     full.route_gone("experiment_dependencies")
     assert "does not offer" in full.not_sendable("experiment_dependencies")
+
+
+def test_watch_never_deletes_a_journal_with_calls_kept_pending(emulator_factory, tmp_path):
+    from test_watch import start_daemon, stop_daemon, wait_until
+    bare = emulator_factory(clientlib=False)
+    watched = tmp_path / "runs"
+    watched.mkdir()
+    journal = watched / "run.db"
+    with new_experiment(journal) as exp:
+        exp.log_metric("loss", 0.5, step=1)
+        exp.log_dependency("numpy", "2.0")
+    daemon = start_daemon(bare, watched, "--rescan", "0.5", "--after-upload", "delete",
+                          "--state", str(tmp_path / "state"))
+    try:
+        assert wait_until(lambda: any(a["endpoint"] == "experiment_start_end_time"
+                                      for a in bare.state()["applied"]), timeout=30)
+        time.sleep(1.5)  # a rescan or two: still there
+    finally:
+        code, _, out, err = stop_daemon(daemon)
+    assert code == 0, err
+    assert journal.exists()  # its dependency is kept pending in it
+    assert "1 calls this server cannot take" in out + err
