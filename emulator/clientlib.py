@@ -163,6 +163,20 @@ def _asset_item(ctx: WriteContext) -> dict:
     return ctx.response()
 
 
+_MODEL_UPLOADS: Final = ("upload_asset", "clientlib_asset_upload")
+
+
+@applier("registry_model_item_create")
+def _register_model(ctx: WriteContext) -> dict:
+    """A model is registered from the experiment's own model (its files' ``groupingName``),
+    as on Comet: one not logged (yet) is a 400."""
+    name = ctx.values["experimentModelName"]
+    rows = ctx.store.applied_rows(ctx.conn, ctx.experiment_key, _MODEL_UPLOADS)
+    if not any(json.loads(r["fields"]).get("groupingName") == name for r in rows):
+        raise bad_request(f"the experiment {ctx.experiment_key} has no model named {name!r}")
+    return ctx.response(registryModelId=new_id(), registryModelItemId=new_id())
+
+
 def probe_response(name: str) -> dict:
     try:
         return PROBES[name]()

@@ -29,7 +29,7 @@ from comet_journal.schema.wire_times import STAMPED, StreamClock
 POSITIONED_KINDS = frozenset({"metric", "output", "cpu_metrics", "ram_metrics", "load_metrics",
                               "gpu_metrics", "experiment_keepalive"})
 _ASSETS = ("upload_asset", "upload_git_patch", "upload_text_sample")
-_IGNORED_FIELDS = {"experimentKey", "apiKey"}
+_IGNORED_FIELDS = {"experimentKey", "experimentId", "apiKey"}  # (the server key)
 _TIMESTAMPED = frozenset(e.name for e in ENDPOINTS.values()
                          if any(f.name == "timestamp" for f in e.fields))
 

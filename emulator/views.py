@@ -286,6 +286,9 @@ def experiment_view(store: Store, conn: sqlite3.Connection, row: sqlite3.Row) ->
         "dependencies": [d for r in of(("experiment_dependencies",))
                          for d in _fields(r)["logDependencies"]],
         "cloudDetails": merged_fields(of(("experiment_cloud_details",))) or None,
+        "remoteModels": [{"modelName": f["modelName"], "remoteEntities": f.get(
+            "remoteEntities") or []} for f in map(_fields, of(("clientlib_log_remote_model",)))],
+        "registeredModels": [_fields(r) for r in of(("registry_model_item_create",))],
         "statusReport": status_reports or None,
         "symlinks": [_fields(r)["projectName"] for r in of(("project_symlink",))],
         "assets": [_asset_view(a) for a in store.assets(conn, row["key"])],

@@ -39,6 +39,7 @@ from comet_journal.recorder.lifecycle import LifecycleMixin, register_atexit
 from comet_journal.recorder.media import MediaMixin
 from comet_journal.recorder.null_writer import EndedQueue, NullWriter
 from comet_journal.recorder.params import ParamsMixin
+from comet_journal.recorder.remote import RemoteMixin
 from comet_journal.recorder.reporting import quiet_from_environment, say_how_to_upload
 from comet_journal.recorder.run_info import RunInfoMixin
 from comet_journal.recorder.pickling import NotPicklable
@@ -67,7 +68,7 @@ _IGNORED_SDK_OPTIONS = frozenset({
 
 
 class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesMixin,
-                 MediaMixin, ChartsMixin, BundlesMixin, NotPicklable):
+                 MediaMixin, ChartsMixin, BundlesMixin, RemoteMixin, NotPicklable):
     """An experiment recorded into a journal file. Arguments in the SDK's order.
 
     :param api_key: accepted for compatibility and **never stored**: the uploader asks for it.

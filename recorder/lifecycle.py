@@ -80,14 +80,23 @@ class LifecycleMixin:
         """Journal system details; keyword names are the endpoint's wire fields
         (``hostname``, ``os``, ``pythonVersion``, ``installedPackages``, ...)."""
         endpoint = ENDPOINTS["system_details"]
+        # ``machine``, ``osRelease`` and ``processor`` only the SDK's route carries
+        host = {k: details.pop(k) for k in SDK_ONLY_DETAILS if k in details}
         for arg in details:
             if arg == "experimentKey" or not any(f.name == arg for f in endpoint.fields):
-                names = ", ".join(f.name for f in endpoint.fields if f.name != "experimentKey")
+                names = ", ".join([f.name for f in endpoint.fields if f.name != "experimentKey"]
+                                  + list(SDK_ONLY_DETAILS))
                 raise TypeError(f"log_system_details(): unknown detail {arg!r}; known: {names}")
         try:
-            self._record("system_details", dict(details))
+            if details or not host:
+                self._record("system_details", dict(details))
+            if host:
+                self._record("clientlib_system_details", host)
         except ValueError as exc:
             raise TypeError(f"log_system_details(): {exc}") from None
+
+
+SDK_ONLY_DETAILS = ("machine", "osRelease", "processor")
 
 
 def _required_millis(method: str, arg: str, value: Any) -> int:

@@ -52,6 +52,9 @@ EXPERIMENT: Final = "experiment"
 PROJECT: Final = "project"
 VIZ_INSTANCE: Final = "viz_instance"
 
+# The fields that carry the experiment's key, by route family.
+KEY_FIELDS: Final = ("experimentKey", "experimentId")
+
 SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -94,6 +97,15 @@ class Endpoint:
     @property
     def needs_experiment_key(self) -> bool:
         return any(f.name == "experimentKey" for f in self.fields)
+
+    @property
+    def key_field(self) -> str | None:
+        """The field naming the experiment (``experimentId`` on the SDK's upload routes);
+        absent from a journaled payload: the uploader adds the server's key."""
+        for f in self.fields:
+            if f.name in KEY_FIELDS:
+                return f.name
+        return None
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -365,6 +377,13 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
               Field("tags", STR_LIST, required=True)),
     _sdk_rest("delete_parameter", "POST", "write/experiment/parameter/delete", _KEY,
               Field("parameterName", STR, required=True)),
+    # The official SDK's ``register_model`` (backends that have the one-request route; its
+    # ``metadata`` and status configuration are later updates by the item's id).
+    _sdk_rest("registry_model_item_create", "POST", "write/registry-model/item/create", _KEY,
+              Field("experimentModelName", STR, required=True),
+              Field("registryModelName", STR), Field("registryModelDescription", STR),
+              Field("version", STR), Field("versionComment", STR), Field("tags", STR_LIST),
+              Field("status", STR), Field("publicModel", BOOL)),
     # --- looking up an existing run ----------------------------------------------------
     _clientlib("clientlib_get_run", "POST", "logger/get/run", EXPERIMENT,
                Field("previousExperiment", STR, required=True), Field("local_timestamp", INT),
@@ -391,7 +410,17 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
                Field("event_name", STR), Field("experiment_key", STR)),
 )
 
-# The documented endpoints, which the recorder journals and every replay starts from.
+# SDK routes whose calls a journal holds: the items no documented endpoint carries (remote
+# assets and models, model registration, dependencies, the script's file name, cloud
+# details, the host's machine/OS release/processor). The recorder and the importer journal
+# them; the uploader sends them only to a server that offers the SDK's routes
+# (``uploader/wire/capabilities.py``) and otherwise keeps them pending and says so.
+JOURNALED_SDK_ROUTES: Final = ("clientlib_asset_upload", "clientlib_log_remote_model",
+                               "registry_model_item_create", "experiment_dependencies",
+                               "experiment_file_path", "experiment_cloud_details",
+                               "clientlib_system_details")
+# What the recorder journals and every replay starts from: the documented endpoints and the
+# journaled SDK routes (``documented=False``).
 ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _ENDPOINT_LIST}
 BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {(e.method, e.path): e for e in _ENDPOINT_LIST}
 # The official SDK's own routes, apart: nothing journals them, the emulator serves them, the
@@ -399,6 +428,7 @@ BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {(e.method, e.path): e for e 
 SDK_ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _SDK_ENDPOINT_LIST}
 SDK_BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {
     (e.method, e.path): e for e in _SDK_ENDPOINT_LIST}
+ENDPOINTS.update((name, SDK_ENDPOINTS[name]) for name in JOURNALED_SDK_ROUTES)
 
 
 def documented_endpoints() -> Iterable[Endpoint]:
@@ -525,7 +555,7 @@ def validate(endpoint: Endpoint, values: Mapping[str, Any], *, journal_form: boo
             if name not in known:
                 raise CatalogueError(endpoint.name, name, "is not a field of this endpoint")
     for f in endpoint.fields:
-        if journal_form and f.name == "experimentKey":
+        if journal_form and f.name in KEY_FIELDS:
             continue
         value = values.get(f.name)
         if value is None:

@@ -4,8 +4,9 @@ The uploader schedules by it; the emulator's comparison checks order by it.
 
 * ``create``: the experiment's creation; nothing of that experiment is sent before its key is
   known and recorded (calls journaled before it, by another rank, wait for it);
-* ``barrier``: stop, archive, delete, restore: sent after everything of the experiment logged
-  before it has settled, and nothing of that experiment logged after it goes before it;
+* ``barrier``: stop, archive, delete, restore, a model's registration: sent after everything
+  of the experiment logged before it has settled, and nothing of that experiment logged after
+  it goes before it;
 * ``global``: project and viz-instance calls (create/update/notes/delete project, store
   saves): they can change what later calls refer to (a project created before experiments are
   put into it), so they are applied alone, in journal order, between everything before and
@@ -72,6 +73,15 @@ ORDERING: Final[dict[str, Order]] = {
     "project_notes": Order(GLOBAL),
     "project_update": Order(GLOBAL),
     "viz_store_save": Order(GLOBAL),
+    # the SDK's routes for what no documented endpoint carries
+    "clientlib_asset_upload": Order(ORDERED, "fileName"),  # a remote asset (overwrite)
+    "clientlib_log_remote_model": Order(ORDERED, "modelName"),
+    # after the model's files (and everything else logged before it) have settled
+    "registry_model_item_create": Order(BARRIER),
+    "experiment_dependencies": Order(ORDERED),
+    "experiment_file_path": Order(ORDERED),
+    "experiment_cloud_details": Order(ORDERED),
+    "clientlib_system_details": Order(ORDERED),
 }
 
 

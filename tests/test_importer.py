@@ -178,19 +178,24 @@ def test_import_report_keeps_what_no_endpoint_carries(full_archive, tmp_path):
     result = _import_json(full_archive, "--journal", tmp_path / "run.db")["imports"][0]
     assert result["messages"]["file_upload"] >= 9 and result["messages"]["log_other"] >= 4
     assert result["imported"] and result["ended"] and not result["skipped"]
-    assert result["not_sendable"] == {"remote_file": 1, "log_dependency": 1, "file_name": 1}
+    # what no documented endpoint carries is journaled for the SDK's routes, not set apart
+    assert result["not_sendable"] == {}
     from comet_journal.schema.journal import Journal
     with Journal.open(tmp_path / "run.db", readonly=True) as journal:
         meta = journal.meta()
-    kept = json.loads(meta["import.not_sendable"])
-    assert {k["type"] for k in kept} == {"remote_file", "log_dependency", "file_name"}
-    assert kept[0]["payload"] and meta["import.run_ended"] == "true"
+    assert "import.not_sendable" not in meta and meta["import.run_ended"] == "true"
     human = run_cli("import", full_archive, "--journal", tmp_path / "run.db", check=0)
     assert "already imported" in human.stdout
     inspected = run_cli("inspect", tmp_path / "run.db", check=0).stdout
-    assert "kept, not sent (no documented endpoint): remote_file x1" in inspected
+    assert "SDK-only calls: 4 (clientlib_asset_upload x1, clientlib_system_details x1, " \
+        "experiment_dependencies x1, experiment_file_path x1)" in inspected
     facts = json.loads(run_cli("inspect", "--json", tmp_path / "run.db", check=0).stdout)
-    assert facts["imported"]["not_sent"]["file_name"] == 1
+    # the host's machine, OS release and processor: only the SDK's system-details carries them
+    assert facts["sdk_only_calls"] == {"clientlib_asset_upload": 1, "clientlib_system_details": 1,
+                                       "experiment_dependencies": 1, "experiment_file_path": 1}
+    assert "parameter_msg.source" in facts["imported"]["dropped_fields"]
+    assert not {"system_details.machine", "file_upload.epoch"} & set(
+        facts["imported"]["dropped_fields"])
 
 
 # --- a run SIGKILLed before end() ----------------------------------------------------------

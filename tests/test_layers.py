@@ -190,7 +190,8 @@ def test_ordering_decides_every_endpoint_consistently_with_the_catalogue():
             assert any(f.name == order.stream_field for f in ep.fields), name
     assert [n for n, o in ORDERING.items() if o.kind == CREATE] == ["experiment_create"]
     assert {n for n, o in ORDERING.items() if o.kind == BARRIER} == {
-        "experiment_stop", "experiment_archive", "experiment_delete", "experiment_restore"}
+        "experiment_stop", "experiment_archive", "experiment_delete", "experiment_restore",
+        "registry_model_item_create"}  # after the model's files
 
 
 def test_read_back_decides_every_endpoint():

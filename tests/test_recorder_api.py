@@ -44,6 +44,14 @@ EXPERIMENT_CALLS = {
     "cpu_metrics": lambda e, p: e.log_cpu_metrics([10.0, 99]),
     "load_metrics": lambda e, p: e.log_load_metrics(1.5),
     "project_symlink": lambda e, p: e.create_symlink("other-project"),
+    # the SDK's own routes (what no documented endpoint carries)
+    "clientlib_asset_upload": lambda e, p: e.log_remote_asset("s3://bucket/data.csv"),
+    "clientlib_log_remote_model": lambda e, p: e.log_remote_model("m", "s3://bucket/m"),
+    "registry_model_item_create": lambda e, p: e.register_model("m", version="1.0.0"),
+    "experiment_dependencies": lambda e, p: e.log_dependency("numpy", "2.0"),
+    "experiment_file_path": lambda e, p: e.set_filename("train.py"),
+    "experiment_cloud_details": lambda e, p: e.log_cloud_details("aws", {"region": "x"}),
+    "clientlib_system_details": lambda e, p: e.log_system_details(machine="x86_64"),
 }
 PROJECT_CALLS = {
     "project_create": lambda pr: pr.create("a project", public=False),

@@ -97,10 +97,10 @@ def _print_result(r: ImportResult) -> None:
                + ("" if r.ended else "; the run was killed before end()") + ")")
     if rep.not_sendable:
         kinds = ", ".join(f"{k} x{n}" for k, n in sorted(rep.as_dict()["not_sendable"].items()))
-        click.echo(f"  kept, no documented endpoint: {kinds}")
+        click.echo(f"  kept in the journal, not sent (no route carries it): {kinds}")
     if rep.dropped_fields:
         kinds = ", ".join(f"{k} x{n}" for k, n in sorted(rep.dropped_fields.items()))
-        click.echo(f"  fields no endpoint carries: {kinds}")
+        click.echo(f"  fields no route carries (not sent): {kinds}")
     if rep.orphans:
         click.echo(f"  {rep.orphans} file(s) no message refers to: ignored")
     for line, problem in rep.skipped:

@@ -60,10 +60,16 @@ def _print_inspect(s) -> None:
                    f"name={exp.name or '-'}  calls={exp.calls}  {state}")
     if s.project_calls:
         click.echo(f"project calls:  {s.project_calls}")
+    if s.sdk_only_calls:
+        kinds = ", ".join(f"{e} x{n}" for e, n in s.sdk_only_calls.items())
+        click.echo(f"SDK-only calls: {sum(s.sdk_only_calls.values())} ({kinds}): sent only to "
+                   "a server with the official SDK's routes, else kept pending")
     if s.imported:
         click.echo(f"imported from:  {s.imported['source']} ({s.imported['kind']})")
         for kind, count in sorted(s.imported["not_sent"].items()):
-            click.echo(f"  kept, not sent (no documented endpoint): {kind} x{count}")
+            click.echo(f"  kept, not sent (no route carries it): {kind} x{count}")
+        for name, count in sorted(s.imported["dropped_fields"].items()):
+            click.echo(f"  field not sent (no route carries it): {name} x{count}")
     click.echo("calls per endpoint:")
     width = max((len(k) for k in s.calls_per_endpoint), default=0)
     for endpoint, count in s.calls_per_endpoint.items():

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from comet_journal.schema.catalogue import ENDPOINTS
 from comet_journal.schema.errors import JournalError
 from comet_journal.uploader.cli.formatting import human_bytes, human_time_ms
 from comet_journal.uploader.cli.options import (EXIT_ERROR, EXIT_OK, error, output_options,
@@ -74,8 +75,8 @@ def _journal_status(path: str, cfg, explicit: bool, stale_after: float, as_json:
                for identity, server in (targets or [(cfg.identity, cfg.url)])]
     liveness = journal_liveness(path, stale_after)
     if as_json:  # the first target's report at the top (one target with --url), all below
-        targets = [dict(r.as_dict(), tried_only=not never and not r.acknowledged)
-                   for r in reports]
+        targets = [dict(r.as_dict(), tried_only=not never and not r.acknowledged,
+                        sdk_only_pending=sdk_only_pending(r)) for r in reports]
         return dict(targets[0], run=liveness.state, never_uploaded=never, targets=targets)
     click.echo(f"journal:   {path}")
     click.echo(f"run:       {liveness.state}")
@@ -103,6 +104,11 @@ def _print_report(report, never: bool) -> None:
         click.echo(f"  in doubt:  up to {report.in_doubt} calls may have been sent by an "
                    "uploader that stopped before their outcome was recorded (checked on the "
                    "server before resending)")
+    sdk_only = sdk_only_pending(report)
+    if sdk_only:
+        kinds = ", ".join(f"{e} x{n}" for e, n in sdk_only.items())
+        click.echo(f"  SDK-only:  {sum(sdk_only.values())} pending calls need the official "
+                   f"SDK's routes ({kinds}); a server without them keeps them pending")
     if report.holder:
         click.echo(f"  uploader:  {report.holder}")
     if report.last_error:
@@ -112,6 +118,17 @@ def _print_report(report, never: bool) -> None:
             click.echo(f"  experiment {exp.key}: {exp.link}")
     if report.pending and not tried:  # a server only tried: its error says enough
         print_pending(report)
+
+
+def sdk_only_pending(report) -> dict[str, int]:
+    """Pending calls, by endpoint, that only the official SDK's routes carry."""
+    out: dict[str, int] = {}
+    for exp in report.experiments:
+        for endpoint, info in exp.per_endpoint.items():
+            ep = ENDPOINTS.get(endpoint)
+            if ep is not None and not ep.documented:
+                out[endpoint] = out.get(endpoint, 0) + info["calls"]
+    return dict(sorted(out.items()))
 
 
 def directory_status_command(roots: list[str], config, explicit: bool, stale_after: float,

@@ -21,6 +21,7 @@ from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXI
 from comet_journal.uploader.cli.progress import ProgressBar, finish_bar
 from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
 from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy, ServerGate
+from comet_journal.uploader.wire.capabilities import SDK_ROUTES_HINT
 
 
 @click.command("upload", epilog=EXIT_CODES_HELP)
@@ -153,6 +154,15 @@ def _print_summary(s, batch: bool) -> None:
         click.echo(f"  ... and {len(s.rejected) - 50} more (see --json)")
     if s.rejected:
         click.echo("  (kept in the journal: send them again with --retry-rejected)")
+    _print_not_sendable(s.not_sendable)
+
+
+def _print_not_sendable(held: dict[str, int]) -> None:
+    """Calls kept pending: SDK routes this server lacks."""
+    if held:
+        kinds = ", ".join(f"{name} x{n}" for name, n in sorted(held.items()))
+        click.echo(f"not sent:  {sum(held.values())} calls this server cannot take "
+                   f"({kinds}); {SDK_ROUTES_HINT}")
 
 
 def _dry_run(journals, url, workspace, project_name, as_json, key_given: bool) -> int:

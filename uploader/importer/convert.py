@@ -3,9 +3,13 @@
 Every metric point (with its context, step, epoch and timestamp) is its own call, every
 parameter value is kept in order with its step (``comet upload`` keeps only the last), output
 lines keep their order, stderr flag and original timestamps (their ``offset`` is the message
-id, so stdout and stderr interleave as they were written). What no documented endpoint can
-carry is kept in the import report (journal meta ``import.not_sendable``), never dropped
-silently.
+id, so stdout and stderr interleave as they were written). Items no documented endpoint
+carries (remote assets and models, model registrations, dependencies, the script's file name,
+cloud details) are journaled as calls to the official SDK's routes, which the uploader sends
+where the server offers them. What no route at all can carry (3D point clouds, whose upload
+needs the server's answer between its requests; fields such as a parameter's source) is kept
+in the import report (journal meta ``import.not_sendable``, ``dropped_fields`` by name),
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ from comet_journal.schema.catalogue import CatalogueError
 from comet_journal.uploader.importer.source import member_name_problem
 
 OUTPUT_LINES_PER_CALL: Final = 500
-# Message types that name no documented endpoint: kept as they are for the SDK's own routes.
-NOT_SENDABLE: Final = frozenset({"remote_file", "remote_model", "register_model", "3d-image",
-                                 "file_name", "log_dependency", "cloud_details"})
+# Message types no journaled route carries: kept as they are in the journal's meta.
+NOT_SENDABLE: Final = frozenset({"3d-image"})
+_REGISTER_MODEL: Final = {  # register_model message field -> registry_model_item_create field
+    "model_name": "experimentModelName", "registry_name": "registryModelName",
+    "description": "registryModelDescription", "version": "version", "comment": "versionComment",
+    "tags": "tags", "status": "status", "public": "publicModel"}
+# What the one-request registration does not carry: the SDK ignores the first two; metadata and
+# the status configuration are later updates that need the server's id of the new item.
+REGISTER_MODEL_UNSENT: Final = ("workspace", "stages", "metadata", "status_configuration")
 _SYSTEM_DETAILS: Final = {  # archive field -> system-details field
     "command": "command", "python_exe": "executable", "hostname": "hostname", "ip": "ip",
     "os": "os", "os_type": "osType", "pid": "pid", "python_version": "pythonVersion",
     "python_version_verbose": "pythonVersionVerbose", "user": "user",
     "network_interfaces_ips": "networkInterfaceIps"}
+_HOST_DETAILS: Final = {"machine": "machine", "os_release": "osRelease",
+                        "processor": "processor"}
 _GPU_STATIC: Final = {"gpu_index": "gpuIndex", "name": "name", "power_limit": "powerLimit",
                       "total_memory": "totalMemory", "uuid": "uuid"}
 _GIT_FIELDS: Final = ("branch", "origin", "parent", "root", "user")
@@ -75,7 +87,11 @@ class Converter:
             "installed_packages": lambda p: self._packages(p, "installedPackages"),
             "os_packages": lambda p: self._packages(p, "osPackages"), "gpu_static_info": self._gpu_static,
             "system_info": self._system_info, "git_metadata": self._git_metadata,
-            "file_upload": self._file_upload}
+            "file_upload": self._file_upload, "remote_file": self._remote_file,
+            "remote_model": self._remote_model, "register_model": self._register_model,
+            "log_dependency": self._dependency, "cloud_details": self._cloud_details,
+            "file_name": lambda p: self._call("experiment_file_path",
+                                              {"filePath": str(p["file_name"])})}
 
     def message(self, line: int, msg_type: Any, payload: Any) -> None:
         """Journal one message, or raise :class:`MessageProblem`."""
@@ -173,10 +189,15 @@ class Converter:
             details["command"] = [details["command"]]
         if details["pid"] is not None:
             details["pid"] = int(details["pid"])
+        host = {ours: p.get(theirs) for theirs, ours in _HOST_DETAILS.items()}
         for name, value in p.items():
-            if name not in _SYSTEM_DETAILS and name != "message_id" and value:
+            if name not in _SYSTEM_DETAILS and name not in _HOST_DETAILS and \
+                    name != "message_id" and value:
                 self.report.dropped_fields[f"system_details.{name}"] += 1
         self._call("system_details", details)
+        if any(v is not None for v in host.values()):  # only the SDK's route carries them
+            self._call("clientlib_system_details", {k: str(v) for k, v in host.items()
+                                                    if v is not None})
 
     def _packages(self, p: Any, name: str) -> None:
         packages = p if isinstance(p, list) else next(v for v in p.values() if isinstance(v, list))
@@ -209,9 +230,6 @@ class Converter:
             self._call("upload_git_patch", {"file": ref})
             return
         extra = p.get("additional_params") or {}
-        for name in ("epoch", "groupingName"):
-            if extra.get(name) is not None:
-                self.report.dropped_fields[f"file_upload.{name}"] += 1
         if kind == "visualization":  # an image: what the REST log_image sends
             file_name, asset_type = extra.get("figName") or extra.get("imageId"), "image"
         else:
@@ -220,7 +238,39 @@ class Converter:
             "fileName": file_name, "extension": extra.get("extension"),
             "step": extra.get("step"), "overwrite": extra.get("overwrite"),
             "context": extra.get("context"), "type": asset_type, "file": ref,
+            "epoch": _int_or_none(extra.get("epoch")), "groupingName": extra.get("groupingName"),
             "metadata": p.get("metadata") or None}, ts=p.get("local_timestamp"))
+
+    # --- what only the SDK's routes carry -------------------------------------------------
+
+    def _remote_file(self, p: dict) -> None:
+        extra = p.get("additional_params") or {}
+        self._call("clientlib_asset_upload", {
+            "link": p["remote_uri"], "fileName": extra.get("fileName"),
+            "assetId": extra.get("assetId"), "type": extra.get("type") or p.get("upload_type"),
+            "step": _int_or_none(extra.get("step")), "epoch": _int_or_none(extra.get("epoch")),
+            "overwrite": extra.get("overwrite"), "context": extra.get("context"),
+            "metadata": p.get("metadata") or None})
+
+    def _remote_model(self, p: dict) -> None:
+        self._call("clientlib_log_remote_model", {"modelName": p["model_name"],
+                                                  "remoteEntities": p["remote_assets"]})
+
+    def _register_model(self, p: dict) -> None:
+        self._call("registry_model_item_create",
+                   {ours: p.get(theirs) for theirs, ours in _REGISTER_MODEL.items()})
+        for name in REGISTER_MODEL_UNSENT:
+            if p.get(name) is not None:
+                self.report.dropped_fields[f"register_model.{name}"] += 1
+
+    def _dependency(self, p: dict) -> None:
+        self._call("experiment_dependencies", {"logDependencies": [
+            {"name": str(p["name"]), "version": str(p["version"])}],
+            "timestamp": p.get("local_timestamp")})
+
+    def _cloud_details(self, p: dict) -> None:
+        self._call("experiment_cloud_details", {"provider": p.get("provider"),
+                                                "metadata": p.get("cloud_metadata")})
 
     def _member_blob(self, name: Any) -> dict:
         if not isinstance(name, str):
@@ -239,3 +289,10 @@ class Converter:
 
     def _bytes_blob(self, data: bytes) -> dict:
         return self.out.blob(io.BytesIO(data))
+
+
+def _int_or_none(value: Any) -> int | None:
+    """The SDK coerces an upload's step and epoch to int (a float step from a loop)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)

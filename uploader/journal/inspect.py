@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import func, select
 
+from comet_journal.schema.catalogue import ENDPOINTS
 from comet_journal.schema import tables
 from comet_journal.schema.journal import Journal
 
@@ -45,6 +46,8 @@ class JournalSummary:
     # journals imported from an OfflineExperiment archive: where from, and what no
     # documented endpoint carries (kept in the journal, not sent), by message type
     imported: dict | None = None
+    # calls only the official SDK's routes carry (sent where the server offers them)
+    sdk_only_calls: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +87,9 @@ def inspect_journal(path: str | os.PathLike) -> JournalSummary:
         first_ms=min(firsts) if firsts else None, last_ms=max(lasts) if lasts else None,
         asset_blobs=blob_count, asset_bytes=int(blob_bytes),
         project_calls=sum(per_exp.get(None, {}).get("calls", {}).values()),
-        imported=_import_facts(meta))
+        imported=_import_facts(meta),
+        sdk_only_calls={e: n for e, n in sorted(totals.items()) if e in ENDPOINTS
+                        and not ENDPOINTS[e].documented})
     for exp in exps:
         entry = per_exp.get(exp.id, {"calls": {}, "first": None, "last": None})
         summary.experiments.append(ExperimentSummary(

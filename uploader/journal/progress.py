@@ -219,13 +219,21 @@ class Progress:
                                       "WHERE target_id=? AND seq=?", rows)
 
     def record(self, acks: list[tuple[int, int]], rejects: list[tuple[int, int, int, str]],
-               acked_through: int | None = None) -> None:
+               acked_through: int | None = None, held: Iterable[tuple[int, str]] = ()) -> None:
         """One transaction: acks ``(seq, attempts)``, rejections ``(seq, attempts, status,
-        error)``, and optionally a new watermark (with compaction of acked rows below it)."""
+        error)``, calls held back ``(seq, why)`` (never sent: this server lacks their route;
+        kept as ``retry``, so the next run tries them first and none is "in doubt"), and
+        optionally a new watermark (with compaction of acked rows below it)."""
         conn = self.conn
         t = self.target_id
         ms = now_ms()
+        held = list(held)
         with _tx(conn):
+            if held:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO upload_state (target_id, seq, state, attempts, "
+                    "status, error, updated_ms) VALUES (?,?,'retry',0,NULL,?,?)",
+                    [(t, s, why, ms) for s, why in held])
             if acks:
                 conn.executemany(
                     "INSERT OR REPLACE INTO upload_state (target_id, seq, state, attempts) "

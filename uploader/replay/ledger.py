@@ -55,6 +55,7 @@ class Ledger:
         self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
         self.rejects: list[tuple[int, int, int, str]] = []
         self.pending: list = []  # units settled in memory, awaiting commit
+        self.held: list[tuple[int, str]] = []  # (seq, why): never sent, tried again next run
 
     def enter(self, unit) -> None:
         """A unit read from the journal (before it is admitted)."""
@@ -66,8 +67,13 @@ class Ledger:
     # --- verdicts ---------------------------------------------------------------------------
 
     def settle_call(self, call, verdict: Outcome, attempts: int) -> None:
-        """One call's verdict (a job of several calls has one per call)."""
-        if verdict.ok:
+        """One call's verdict (a job of several calls has one per call). A held call (an SDK
+        route this server lacks) is settled as one to try again on the next run."""
+        if verdict.held:
+            self.held.append((call.seq, verdict.message))
+            held = self.summary.not_sendable
+            held[call.endpoint] = held.get(call.endpoint, 0) + 1
+        elif verdict.ok:
             self._ack(call, verdict.found, attempts)
         else:
             self._reject(call.seq, call.endpoint, attempts, verdict.status, verdict.message)
@@ -176,8 +182,8 @@ class Ledger:
         if not (self.pending or acks or self.rejects or watermark is not None):
             self.group_acks = deferred
             return []
-        self.progress.record(acks, self.rejects, watermark)
-        self.acks, self.group_acks, self.rejects = [], deferred, []
+        self.progress.record(acks, self.rejects, watermark, self.held)
+        self.acks, self.group_acks, self.rejects, self.held = [], deferred, [], []
         done, self.pending = self.pending, []
         return done
 
@@ -187,7 +193,7 @@ class Ledger:
             acks = list(self.acks)
             for group, seqs, attempts, _since in self.group_acks:
                 acks.extend((s, attempts) for s in (group.seqs if seqs is None else seqs))
-            self.progress.record(acks, self.rejects, None)
-            self.acks, self.group_acks, self.rejects = [], [], []
+            self.progress.record(acks, self.rejects, None, self.held)
+            self.acks, self.group_acks, self.rejects, self.held = [], [], [], []
         except Exception:  # the original failure is what the caller reports
             pass

@@ -64,6 +64,8 @@ class Summary:
     batches: int = 0
     error: str | None = None
     more_pending: bool = False  # stopped early (time slice, stop): calls are left to upload
+    # calls left pending because this server lacks the SDK route they need, by endpoint
+    not_sendable: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -82,4 +84,6 @@ class Summary:
             "calls_per_s": round(self.uploaded / self.elapsed_s, 1) if self.elapsed_s else None,
             "experiments": [e.__dict__ for e in self.experiments], "error": self.error,
             "more_pending": self.more_pending,
+            "not_sendable": sum(self.not_sendable.values()),
+            "not_sendable_calls": dict(sorted(self.not_sendable.items())),
         }

@@ -238,6 +238,15 @@ def _assets(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     return verdicts
 
 
+def _asset_ids(rb: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
+    """Calls that carry an ``assetId`` (made by the client) are found by it; others cannot
+    be told apart (None: resent)."""
+    data = rb.read("experiment/asset/list", experimentKey=key, type="all") or {}
+    ids = {a.get("assetId") for a in data.get("assets") or []}
+    return [None if not c.payload.get("assetId") else c.payload["assetId"] in ids
+            for c in calls]
+
+
 def _project(rb: "ReadBack", calls: list[Call], key: str | None) -> list[bool | None]:
     overrides = rb.overrides
     verdicts: list[bool | None] = []
@@ -367,4 +376,15 @@ CHECKS: dict[str, Check | None] = {
     "viz_store_save": None,
     # Decided by the sender itself (creation by client key, or a search of the project).
     "experiment_create": None,
+    # A remote asset carries its client-made assetId: on the server's asset list or not.
+    "clientlib_asset_upload": _asset_ids,
+    # Set-style (the server keeps the last value or the set of them): resending is harmless.
+    "experiment_dependencies": None,
+    "experiment_file_path": None,
+    "experiment_cloud_details": None,
+    "clientlib_system_details": _fields_equal("experiment/system-details"),
+    # No read endpoint lists remote models or registrations by their call; the SDK's
+    # client-made assetIds make a remote model's resend land on the same assets.
+    "clientlib_log_remote_model": None,
+    "registry_model_item_create": None,
 }

@@ -33,6 +33,7 @@ class Sender:
         self.context = context
         self.builder = builder
         self.readback = readback
+        self.capabilities = capabilities
         self.creator = Creator(link, context, builder, readback, capabilities)
         self.batches = BatchSender(link, context, readback, capabilities, self._send_call)
 
@@ -55,6 +56,9 @@ class Sender:
                 "copy (a backup) instead; the calls acknowledged so far stay recorded") from None
 
     def _send_call(self, call: Call, target: ExperimentTarget | None) -> Outcome:
+        why = self.capabilities.not_sendable(call.endpoint)
+        if why:  # an SDK route this server lacks: kept pending, counted, never an error loop
+            return Outcome(ok=False, held=True, message=why)
         key = target.server_key if target else None
         if call.maybe_sent and self.readback.applied(call, key):
             self.link.gate.ok()  # progress: the call is settled
@@ -68,6 +72,10 @@ class Sender:
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
                                      call.label(),
                                      on_ambiguous=lambda: self.readback.applied(call, key, True))
+        if outcome.status == 404 and not ENDPOINTS[call.endpoint].documented:
+            self.capabilities.route_gone(call.endpoint)
+            return Outcome(ok=False, held=True, status=404, attempts=outcome.attempts,
+                           message=self.capabilities.not_sendable(call.endpoint) or "")
         if outcome.ok and not outcome.found:
             self.readback.note_sent([call], key)
         if outcome.ok and call.endpoint == "project_create":

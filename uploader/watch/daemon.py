@@ -47,6 +47,7 @@ from comet_journal.uploader.watch.lease import DEFAULT_TTL_S, Leases
 from comet_journal.uploader.watch.segmented import SegmentedRuns
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
 from comet_journal.uploader.replay.summary import Options, Summary
+from comet_journal.uploader.wire.capabilities import SDK_ROUTES_HINT
 from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
 from comet_journal.uploader.importer.archive_watch import ArchiveImports
 from comet_journal.uploader.upload import upload_journal
@@ -377,6 +378,11 @@ class WatchDaemon:
         end = self._end(entry.path)
         if end is not None and end > entry.seen_end:
             self._set(entry, QUEUED, "grew while uploading")
+        elif liveness.state == ENDED and summary.not_sendable:
+            # not finished (nor deleted or moved after upload): calls are kept pending in it
+            held = sum(summary.not_sendable.values())
+            self._set(entry, UPLOADED, f"run ended; {held} calls this server cannot take; "
+                      f"{SDK_ROUTES_HINT}", level="warning")
         elif liveness.state == ENDED:
             self._finished(entry)
         elif liveness.state == LIVE:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Final
 
 from comet_journal.schema.catalogue import endpoint_named
 from comet_journal.uploader.errors import ServerProtocolError
@@ -19,14 +20,34 @@ BATCH_ROUTES = ("batch_metrics", "batch_parameters", "batch_output")
 API_ROOT_CHECK = "account-details"  # a documented read every Comet server answers with JSON
 
 
+SDK_ROUTES_HINT: Final = ("kept pending in the journal: upload it again to a server that "
+                          "offers the official SDK's routes (comet-upload status lists them)")
+
+
 @dataclass
 class Capabilities:
     """``clientlib``: the SDK's clientlib endpoints (creation by client key, batches).
     ``batch``: per batch route, whether to use it; a 404 switches one off mid-run (shared by
-    the replay's workers)."""
+    the replay's workers). ``gone``: journaled SDK routes that answered 404 in this run."""
 
     clientlib: bool = False
     batch: dict[str, bool] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+
+    def not_sendable(self, endpoint: str) -> str | None:
+        """Why calls of ``endpoint`` cannot go to this server (None: they can). A documented
+        endpoint always can; a journaled SDK route only where the server offers the SDK's
+        routes (the probe said so, and the route did not answer 404)."""
+        if endpoint_named(endpoint).documented:
+            return None
+        if not self.clientlib or endpoint in self.gone:
+            return (f"{endpoint} is one of the official SDK's routes (no documented endpoint "
+                    "carries it), which this server does not offer")
+        return None
+
+    def route_gone(self, endpoint: str) -> None:
+        """A journaled SDK route answered 404: its calls stay pending for this run."""
+        self.gone.add(endpoint)
 
     def batch_ok(self, route: str) -> bool:
         return self.batch.get(route, False)

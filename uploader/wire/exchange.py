@@ -57,6 +57,7 @@ class Outcome:
     project_id: tuple | None = None  # (workspace, project, id) learned by a project create
     batch: bool = False
     parts: list | None = None  # [(call, Outcome)] when a job's calls have verdicts of their own
+    held: bool = False  # not sendable to this server (an SDK route it lacks): kept pending
     answer: Any = field(default=None, repr=False)
 
     def add_counts(self, other: "Outcome") -> None:

@@ -215,8 +215,8 @@ class RequestBuilder:
         known, has_ts, names_project = _shape(endpoint)
         values: dict[str, Any] = dict(self.overrides.apply(endpoint, payload)
                                       if names_project else payload)
-        if server_key is not None and endpoint.needs_experiment_key:
-            values["experimentKey"] = server_key
+        if server_key is not None and endpoint.key_field:
+            values[endpoint.key_field] = server_key
         if has_ts and "timestamp" not in values:
             values["timestamp"] = ts_ms
         ref = values.get("projectId")
