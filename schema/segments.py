@@ -10,8 +10,10 @@ writes a journal also *seals* what it has committed into segments, in a director
   known so far, and the blob rows (``chunks``, ``blobs``, ``blob_parts``) added since the
   previous segment, plus the journal's ``meta``;
 * it is written under a temporary name, fsynced, then renamed into place (atomic within a
-  directory, on NFS and Lustre too), and named ``<first seq>-<last seq>.seg`` (zero-padded,
-  so names sort by seq);
+  directory, on NFS and Lustre too), and named ``<first seq>-<last seq>.<writer>.seg``
+  (zero-padded, so names sort by seq; ``writer`` names the sealing process, so two
+  processes writing one journal, DDP ranks sharing a run, never replace each other's files;
+  readers take either where their ranges overlap);
 * its ``segment`` table is the header: format version, journal id, seq range, row count and a
   sha256 over every row; :func:`verify` recomputes it (and each chunk's own sha256), so a torn
   or partly visible file is reported as not ready, never read as data;
@@ -45,7 +47,7 @@ SEGMENT_APPLICATION_ID: Final = 0x434A5347  # "CJSG": a segment, never taken for
 SEGMENTS_SUFFIX: Final = ".segments"
 HEARTBEAT_FILE_NAME: Final = "heartbeat"  # the writer's counter, bumped every seal tick
 ENDED_FILE_NAME: Final = "ended"  # written once the run's end is sealed
-_NAME = re.compile(r"^(\d{12})-(\d{12})\.seg$")
+_NAME = re.compile(r"^(\d{12})-(\d{12})(?:\.([0-9a-z]{1,32}))?\.seg$")
 _SEGMENT_TABLES = (tables.meta, tables.experiments, tables.calls, tables.chunks, tables.blobs,
                    tables.blob_parts)
 _HEADER_DDL = "CREATE TABLE segment (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -70,14 +72,15 @@ class SegmentInfo:
     path: str
     first: int
     last: int
+    writer: str = ""  # the sealing process ("": a segment named before writer ids)
 
 
 def segments_dir(journal_path: str) -> str:
     return os.fspath(journal_path) + SEGMENTS_SUFFIX
 
 
-def segment_name(first: int, last: int) -> str:
-    return f"{first:012d}-{last:012d}.seg"
+def segment_name(first: int, last: int, writer: str = "") -> str:
+    return f"{first:012d}-{last:012d}" + (f".{writer}" if writer else "") + ".seg"
 
 
 def list_segments(directory: str) -> list[SegmentInfo]:
@@ -90,8 +93,9 @@ def list_segments(directory: str) -> list[SegmentInfo]:
     for name in names:
         m = _NAME.match(name)
         if m:
-            out.append(SegmentInfo(os.path.join(directory, name), int(m[1]), int(m[2])))
-    return sorted(out, key=lambda s: (s.first, -s.last))
+            out.append(SegmentInfo(os.path.join(directory, name), int(m[1]), int(m[2]),
+                                   m[3] or ""))
+    return sorted(out, key=lambda s: (s.first, -s.last, s.writer))
 
 
 def chain(directory: str, after: int = 0) -> list[SegmentInfo]:
@@ -111,11 +115,11 @@ def chain(directory: str, after: int = 0) -> list[SegmentInfo]:
 
 # --- writing ----------------------------------------------------------------------------------
 
-def seal(journal: sqlite3.Connection, directory: str, mark: Watermark) -> tuple[Watermark,
-                                                                                 str | None]:
+def seal(journal: sqlite3.Connection, directory: str, mark: Watermark,
+         writer: str = "") -> tuple[Watermark, str | None]:
     """Seal what ``journal`` (a connection to the live journal, on its own host) committed
-    above ``mark`` into one new segment in ``directory``. Returns the new watermark and the
-    segment's path (None: nothing new)."""
+    above ``mark`` into one new segment of ``writer`` in ``directory``. Returns the new
+    watermark and the segment's path (None: nothing new)."""
     journal.execute("BEGIN")  # one read snapshot for every table
     try:
         last = journal.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
@@ -126,7 +130,7 @@ def seal(journal: sqlite3.Connection, directory: str, mark: Watermark) -> tuple[
         journal.execute("ROLLBACK")
     new_mark = Watermark(last, max([mark.chunk_id] + [r[0] for r in rows["chunks"]]),
                          rows.pop("_blob_rowid"), rows.pop("_part_rowid"))
-    path = os.path.join(directory, segment_name(mark.seq + 1, last))
+    path = os.path.join(directory, segment_name(mark.seq + 1, last, writer))
     write_segment(path, rows, mark.seq + 1, last, new_mark)
     return new_mark, path
 
@@ -290,7 +294,7 @@ def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict[str, str], dict]]:
 
 # --- compaction -------------------------------------------------------------------------------
 
-def merge(parts: list[SegmentInfo], level: int = 1) -> str:
+def merge(parts: list[SegmentInfo], level: int = 1, writer: str = "") -> str:
     """Replace consecutive segments by one covering their range, of compaction ``level``
     (renamed in before the parts are removed: a reader sees the parts or the whole).
     Returns the merged path."""
@@ -302,7 +306,7 @@ def merge(parts: list[SegmentInfo], level: int = 1) -> str:
             merged[name].extend(rows[name])
         merged["meta"], merged["experiments"] = rows["meta"], rows["experiments"]
     path = os.path.join(os.path.dirname(parts[0].path),
-                        segment_name(parts[0].first, parts[-1].last))
+                        segment_name(parts[0].first, parts[-1].last, writer))
     write_segment(path, merged, parts[0].first, parts[-1].last,
                   watermark_of(_header_last(parts)), level)
     for part in parts:
