@@ -40,12 +40,12 @@ from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, 
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.watch.fs_events import JournalEvents
-from comet_journal.uploader.watch.journal_files import (journal_end, journal_signature,
-                                                       move_journal, remove_journal)
+from comet_journal.uploader.watch.journal_files import (journal_signature, move_journal,
+                                                       remove_journal)
 from comet_journal.uploader.watch.keepalive import KeepAlive
 from comet_journal.uploader.watch.lease import DEFAULT_TTL_S, Leases
-from comet_journal.uploader.watch.segmented import SegmentedRuns
-from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
+from comet_journal.uploader.watch.sources import WAITING_DETAIL, RunSources
+from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE
 from comet_journal.uploader.replay.summary import Options, Summary
 from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
 from comet_journal.uploader.importer.archive_watch import ArchiveImports
@@ -127,7 +127,7 @@ class WatchDaemon:
         self._keepalive = KeepAlive(config, self.options.replay.policy, self._stop,
                                     self._live_server_keys) if self.options.keepalive else None
         self._archives = ArchiveImports(self.options.state_dir, self.log)
-        self._sealed = SegmentedRuns(config.state_dir, self.options.stale_after_s)
+        self._sources = RunSources(config.state_dir, self.options.stale_after_s)
         self._leases = Leases(self.options.lease_dir, self.options.lease_ttl_s) \
             if self.options.lease_dir else None
 
@@ -239,22 +239,18 @@ class WatchDaemon:
                 self._recheck_liveness(entry)
 
     def _end(self, path: str) -> int | None:
-        """The run's last seq: of its private copy when it seals segments (the live file,
-        maybe written by another host, is never opened), else of the journal."""
-        if not SegmentedRuns.applies(path):
-            return journal_end(path)
+        """The run's last seq in the file read for it (:mod:`.sources`: a private copy
+        when it seals segments or its writer is gone; None: nothing readable now)."""
         try:
-            return self._sealed.end(path)
+            return self._sources.end(path)
         except (OSError, sqlite3.Error, JournalError):
             return None
 
     def _liveness(self, path: str):
-        if SegmentedRuns.applies(path):
-            return self._sealed.liveness(path)
-        return journal_liveness(path, self.options.stale_after_s)
+        return self._sources.liveness(path)
 
-    def _upload_path(self, path: str) -> str:
-        return self._sealed.refresh(path).path if SegmentedRuns.applies(path) else path
+    def _upload_path(self, path: str) -> str | None:
+        return self._sources.upload_path(path)
 
     def _recheck_liveness(self, entry: JournalEntry) -> None:
         try:
@@ -320,7 +316,11 @@ class WatchDaemon:
                                      **{k: v for k, v in wanted.items() if k in have})
         try:
             try:
-                summary = self._upload(self._upload_path(entry.path), self.config, replay)
+                source = self._upload_path(entry.path)
+                if source is None:
+                    self._set(entry, LIVE_STATE, WAITING_DETAIL)
+                    return
+                summary = self._upload(source, self.config, replay)
             finally:
                 with self._lock:
                     self._upload_stops.discard(upload_stop)

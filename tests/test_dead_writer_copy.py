@@ -1,0 +1,86 @@
+"""A journal that does not seal segments, its writer SIGKILLed, in a directory the daemon
+sees read-only: the daemon waits while the writer may be live, then (no change for
+--stale-after on its own clock) uploads a private byte copy of the journal and its -wal,
+never opening the live file in place, and never marks the run finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from comet_journal.emulator.compare import applied_item_list, journal_item_list
+from comet_journal.uploader.journal.private_copy import PrivateCopy, copy_path
+from test_segments_daemon import WRITER, _opened_under
+from test_state_dir import _read_only_prefix
+from test_upload_support import CLI, FAST, KEY, ROOT
+
+
+def test_a_killed_writers_journal_is_uploaded_from_a_private_copy(emulator, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    path = runs / "killed.db"
+    env = dict(os.environ, PYTHONPATH=ROOT, COMET_JOURNAL_SEGMENTS="0")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "0"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert writer.stdout.readline()
+    prefix = _read_only_prefix(runs)
+    daemon_env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    daemon_env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0",
+                      COMET_JOURNAL_STATE=os.environ["COMET_JOURNAL_STATE"])
+    daemon = subprocess.Popen([*prefix, *CLI, "watch", "--url", emulator.url, "--api-key", KEY,
+                               *FAST, "--poll", "0.3", "--rescan", "0.5", "--stale-after", "2",
+                               "--json-log", str(runs)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=daemon_env)
+    opened: set[str] = set()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            writer.stdout.readline()
+            opened |= _opened_under(daemon.pid, str(runs))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        assert os.path.getsize(str(path) + "-wal") > 0  # killed: its last commits in the WAL
+        copy = PrivateCopy(str(path), copy_path(str(path)))
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            opened |= _opened_under(daemon.pid, str(runs))
+            want, have = _on_server(emulator, copy.path)
+            if want and have == want:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)
+        opened |= _opened_under(daemon.pid, str(runs))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=20)
+        if writer.poll() is None:
+            writer.kill()
+    assert want and have == want, (want - have, have - want, err[-3000:])  # exactly once
+    assert not opened, opened  # never the journal, its -wal or -shm
+    assert copy.current()  # what was uploaded: the copy, made after the writer was gone
+    assert want == Counter(journal_item_list(copy.path))
+    assert _calls(copy.path) == _calls(path) > 400  # every committed call, the WAL's too
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    states = {e.get("state") for e in events if e.get("journal") == str(path)}
+    assert "stale" in states and "uploaded" not in states, err[-2000:]
+
+
+def _on_server(emu, copy) -> tuple[Counter, Counter]:
+    want = Counter(journal_item_list(copy)) if os.path.exists(copy) else Counter()
+    keys = {item[0] for item in want}
+    return want, Counter(i for i in applied_item_list(emu.state()) if i[0] in keys)
+
+
+def _calls(path) -> int:
+    """Calls a journal holds (its WAL included), read by this test."""
+    conn = sqlite3.connect(str(path))
+    try:
+        return conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    finally:
+        conn.close()
