@@ -29,7 +29,6 @@ import threading
 import uuid
 
 from comet_journal.recorder.validation import boolean
-from comet_journal.schema.journal import sqlite_connect
 from comet_journal.schema.segments import (ENDED_FILE_NAME, HEARTBEAT_FILE_NAME,
                                            SegmentNotReady, Watermark, chain, list_segments,
                                            merge, read_segment, seal, segments_dir,
@@ -72,11 +71,7 @@ class Sealer:
     def seal_now(self) -> str | None:
         """Seal what is committed now; return the new segment's path (None: nothing new)."""
         with self._lock:
-            conn = sqlite_connect(self.journal_path, readonly=True, timeout=5.0)
-            try:
-                self.mark, path = seal(conn, self.directory, self.mark, self.writer)
-            finally:
-                conn.close()
+            self.mark, path = seal(self.journal_path, self.directory, self.mark, self.writer)
             if path:
                 self.sealed += 1
                 self.levels[path] = 0
@@ -102,7 +97,7 @@ class Sealer:
                 tail.insert(0, segment)
             if len(tail) < self.fanout:
                 return
-            merged = merge(tail, level + 1, self.writer)
+            merged = merge(tail, level + 1, self.writer, trusted=True)
             for part in tail:
                 self.levels.pop(part.path, None)
             self.levels[merged] = level + 1
