@@ -65,7 +65,7 @@ def test_a_killed_writers_journal_is_uploaded_from_a_private_copy(emulator, tmp_
     assert not opened, opened  # never the journal, its -wal or -shm
     assert copy.current()  # what was uploaded: the copy, made after the writer was gone
     assert want == Counter(journal_item_list(copy.path))
-    assert _calls(copy.path) == _calls(path) > 400  # every committed call, the WAL's too
+    assert _calls(copy.path) == _calls(path) > 50  # every committed call, the WAL's too
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     states = {e.get("state") for e in events if e.get("journal") == str(path)}
     assert "stale" in states and "uploaded" not in states, err[-2000:]
