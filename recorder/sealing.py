@@ -15,8 +15,9 @@ hosts never open the live SQLite file.
 * :meth:`close` seals the rest, merges everything into one segment and writes ``ended``
   (the run's end, as the recorder saw it).
 
-Sealing reads the live journal through its own read connection on the writer's host (where
-WAL is safe); it never blocks the writer for longer than a read snapshot. A failure to seal
+Sealing reads the live journal read-only on the writer's host (where WAL is safe), attached
+to the new segment, and SQLite copies the rows (no Python work per row: the thread shares the
+training loop's process); it never blocks the writer for longer than a read snapshot. A failure to seal
 (a full disk, a vanished directory) is reported once on the ``comet_journal`` logger and
 retried at the next tick: the journal itself stays the durable copy.
 """
