@@ -84,3 +84,51 @@ def _calls(path) -> int:
         return conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     finally:
         conn.close()
+
+
+def test_a_writer_back_after_being_judged_gone_loses_and_duplicates_nothing(emulator,
+                                                                           tmp_path):
+    """Read through a copy while its writer is gone, in place once it writes again (a
+    writable directory, this host): the progress follows, so nothing is sent twice."""
+    from comet_journal.uploader.config import resolve
+    from comet_journal.uploader.replay.summary import Options
+    from comet_journal.uploader.upload import upload_journal
+    from comet_journal.uploader.watch.sources import RunSources
+    from comet_journal.uploader.wire.retry import RetryPolicy
+    from test_upload_support import assert_server_matches
+
+    path = str(tmp_path / "run.db")
+    key = "b" * 32
+    _killed_writer(path, key)
+    sources = RunSources(None, stale_after_s=0.5)
+    time.sleep(0.6)
+    first = sources.upload_path(path)
+    assert first == copy_path(path)  # nothing changed for 0.5 s: its writer is gone
+    cfg = resolve(url=emulator.url, api_key=KEY, environ={})
+    options = Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05))
+    assert upload_journal(first, cfg, options).uploaded > 0
+    _killed_writer(path, key)  # the writer comes back, writes more, dies again
+    assert sources.upload_path(path) == path  # changed just now: live, read in place
+    again = upload_journal(path, cfg, options)
+    assert again.uploaded > 0 and again.found_by_readback == 0  # went on where the copy was
+    assert_server_matches(emulator, path)
+    time.sleep(0.6)
+    assert sources.upload_path(path) == copy_path(path)  # gone again: a fresh copy
+    assert _calls(copy_path(path)) == _calls(path)
+    assert upload_journal(copy_path(path), cfg, options).uploaded == 0
+
+
+def _killed_writer(path: str, key: str) -> None:
+    """A recorder continuing experiment ``key`` in ``path``, SIGKILLed after a few flushes
+    (its last commits left in the -wal)."""
+    script = WRITER.replace("experiment_key=None", "").replace(
+        'Experiment(journal=path,', f'Experiment(journal=path, experiment_key="{key}",')
+    env = dict(os.environ, PYTHONPATH=ROOT, COMET_JOURNAL_SEGMENTS="0",
+               COMET_JOURNAL_AUTO_LOG="0")
+    writer = subprocess.Popen([sys.executable, "-c", script, path, "0"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    for _ in range(3):
+        assert writer.stdout.readline()
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert os.path.getsize(path + "-wal") > 0
