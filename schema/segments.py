@@ -34,6 +34,7 @@ import os
 import re
 import sqlite3
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -43,7 +44,8 @@ from sqlalchemy.schema import CreateTable
 from comet_journal.schema import tables
 from comet_journal.schema.journal import readonly_uri
 
-SEGMENT_FORMAT: Final = 2  # 2: checksum over rows rendered by SQLite (1 still read)
+SEGMENT_FORMAT: Final = 2  # 2: a CRC-32 of the whole file (1, a digest of rows: still read)
+FILE_CHECKSUM: Final = "file-crc32"  # format 2's header checksum: see _stamp_file
 SEGMENT_APPLICATION_ID: Final = 0x434A5347  # "CJSG": a segment, never taken for a journal
 SEGMENTS_SUFFIX: Final = ".segments"
 HEARTBEAT_FILE_NAME: Final = "heartbeat"  # the writer's counter, bumped every seal tick
@@ -116,16 +118,16 @@ def chain(directory: str, after: int = 0) -> list[SegmentInfo]:
 
 # --- writing ----------------------------------------------------------------------------------
 # Rows are copied by SQLite itself (INSERT ... SELECT from the attached journal or parts) and
-# the checksum is built from rows SQLite renders (quote() of each value): the sealer thread
-# shares the recorder's process, and per-row Python work there would slow the training loop.
+# the checksum is a CRC-32 of the finished file's bytes (stamped into its header's
+# user_version): the sealer thread shares the recorder's process, and per-row work there, in
+# Python or in SQL, would slow the training loop.
 
 _COLUMNS = {"meta": "key, value",
             "experiments": "id, key, workspace, project, name, created_ms, host, pid",
             "calls": "seq, endpoint, experiment_id, ts_ms, payload",
             "chunks": "id, sha256, data", "blobs": "sha256, size, n_chunks",
             "blob_parts": "blob_sha256, idx, chunk_id"}
-_DIGESTED = dict(_COLUMNS, chunks="id, sha256")  # a chunk's data is checked by its sha256
-_WINDOW = 50_000  # rows rendered at a time for the checksum
+_USER_VERSION = slice(60, 64)  # the SQLite header's user_version: where the CRC is kept
 
 
 def seal(journal_path: str, directory: str, mark: Watermark,
@@ -186,15 +188,14 @@ class _Staged:
         header = {"format": SEGMENT_FORMAT, "journal_id": journal_id[0] if journal_id else "",
                   "first_seq": first, "last_seq": last,
                   "rows": conn.execute("SELECT count(*) FROM main.calls").fetchone()[0],
-                  "checksum": table_digest(conn), "chunk_id": mark.chunk_id,
+                  "checksum": FILE_CHECKSUM, "chunk_id": mark.chunk_id,
                   "blob_rowid": mark.blob_rowid, "part_rowid": mark.part_rowid,
                   "level": level}
         conn.executemany("INSERT INTO main.segment VALUES (?, ?)",
                          [(k, str(v)) for k, v in header.items()])
         conn.execute("COMMIT")
         conn.close()
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _stamp_file(self.tmp)
         os.replace(self.tmp, path)
         _fsync_dir(os.path.dirname(path))
         self.done = True
@@ -214,25 +215,41 @@ def _create_tables(conn: sqlite3.Connection) -> None:
     conn.execute(_HEADER_DDL)
 
 
-def table_digest(conn: sqlite3.Connection, schema: str = "main") -> str:
-    """The checksum of a segment's rows (format 2): every table's rows in rowid order, each
-    rendered by SQLite's ``quote()`` (exact for the integers, text and blobs they hold) and
-    joined by SQLite too, a window of rows at a time (no Python object per row)."""
-    h = hashlib.sha256()
-    for name, cols in _DIGESTED.items():
-        h.update(name.encode() + b"\x1d")
-        rendered = "||char(31)||".join(f"quote({c.strip()})" for c in cols.split(","))
-        after = -1
-        while True:
-            text, last = conn.execute(
-                f"SELECT group_concat(x, char(30)), max(r) FROM (SELECT rowid AS r, "
-                f"{rendered} AS x FROM {schema}.{name} WHERE rowid > ? ORDER BY rowid "
-                f"LIMIT {_WINDOW})", (after,)).fetchone()
-            if last is None:
-                break
-            h.update(text.encode("utf-8", "surrogatepass") + b"\x1e")
-            after = last
-    return h.hexdigest()
+def _file_crc(f) -> int:
+    """CRC-32 of a segment file's bytes, its user_version (where the CRC is kept) as zeros."""
+    head = bytearray(f.read(100))
+    head[_USER_VERSION] = bytes(4)
+    crc = zlib.crc32(head)
+    while True:
+        block = f.read(1 << 20)
+        if not block:
+            return crc
+        crc = zlib.crc32(block, crc)
+
+
+def _stamp_file(path: str) -> None:
+    """Stamp the finished file's CRC into its header (SQLite leaves user_version to the
+    application), then fsync it."""
+    with open(path, "rb+") as f:
+        crc = _file_crc(f)
+        f.seek(_USER_VERSION.start)
+        f.write(crc.to_bytes(4, "big"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _check_file(path: str) -> None:
+    """:class:`SegmentNotReady` unless the file's bytes match the CRC in its header."""
+    try:
+        with open(path, "rb") as f:
+            stored = f.read(100)[_USER_VERSION]
+            f.seek(0)
+            crc = _file_crc(f)
+    except OSError as exc:
+        raise SegmentNotReady(f"{path}: cannot be read now ({exc})") from None
+    if len(stored) != 4 or int.from_bytes(stored, "big") != crc:
+        raise SegmentNotReady(f"{path}: its bytes do not match its checksum (torn or not "
+                              "fully visible yet)")
 
 
 def _uri(path: str) -> str:
@@ -314,7 +331,8 @@ def verified_header(conn: sqlite3.Connection, schema: str, path: str) -> dict[st
         if n and (low < first or high > last):
             raise SegmentNotReady(f"{path}: calls outside seqs {first}-{last}")
         if version >= 2:
-            digest = table_digest(conn, schema)
+            _check_file(path)
+            digest = FILE_CHECKSUM
         else:
             digest = _digest_v1({name: conn.execute(
                 f"SELECT {cols} FROM {schema}.{name} ORDER BY {_ORDER[name]}").fetchall()

@@ -77,6 +77,14 @@ def test_a_torn_or_missing_segment_is_waited_on_never_read_or_skipped(tmp_path):
         f.write(whole[: len(whole) // 2])
     with pytest.raises(SegmentNotReady):
         read_segment(middle)
+    stale = bytearray(whole)  # every byte there, one page not up to date: a stale cache
+    stale[len(whole) - 700] ^= 0x01
+    with open(middle, "wb") as f:
+        f.write(stale)
+    with pytest.raises(SegmentNotReady):
+        read_segment(middle)
+    with open(middle, "wb") as f:
+        f.write(whole[: len(whole) // 2])
     mirror = Mirror(sealer.directory, str(tmp_path / "state" / "copy.db"))
     first_count = _rows(sealed[0], "SELECT count(*) FROM calls")[0][0]
     assert mirror.update() == first_count and mirror.waiting  # stopped before the torn one
