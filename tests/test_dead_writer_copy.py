@@ -18,7 +18,7 @@ from comet_journal.emulator.compare import applied_item_list, journal_item_list
 from comet_journal.uploader.journal.private_copy import PrivateCopy, copy_path
 from test_segments_daemon import WRITER, _opened_under
 from test_state_dir import _read_only_prefix
-from test_upload_support import CLI, FAST, KEY, ROOT
+from test_upload_support import CLI, FAST, KEY, ROOT, run_cli
 
 
 def test_a_killed_writers_journal_is_uploaded_from_a_private_copy(emulator, tmp_path):
@@ -64,8 +64,13 @@ def test_a_killed_writers_journal_is_uploaded_from_a_private_copy(emulator, tmp_
     assert want and have == want, (want - have, have - want, err[-3000:])  # exactly once
     assert not opened, opened  # never the journal, its -wal or -shm
     assert copy.current()  # what was uploaded: the copy, made after the writer was gone
+    status = run_cli("status", "--json", "--url", emulator.url, "--stale-after", "2", runs,
+                     env={"COMET_JOURNAL_STATE": os.environ["COMET_JOURNAL_STATE"]})
+    shown = json.loads(status.stdout)["journals"][0]  # the progress of the copy uploaded
+    assert shown["pending"] == 0 and shown["state"] == "stale", shown
     assert want == Counter(journal_item_list(copy.path))
     assert _calls(copy.path) == _calls(path) > 50  # every committed call, the WAL's too
+    # (this test's read-write open of the journal just folded its -wal in: checked last)
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     states = {e.get("state") for e in events if e.get("journal") == str(path)}
     assert "stale" in states and "uploaded" not in states, err[-2000:]

@@ -19,6 +19,7 @@ from comet_journal.schema.errors import JournalError, NotAJournalError
 from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, iter_matching
 from comet_journal.schema.segments import segments_dir
 from comet_journal.uploader.journal.mirror import mirror_path
+from comet_journal.uploader.journal.private_copy import PrivateCopy, copy_path
 from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, journal_liveness
 from comet_journal.uploader.journal.progress_store import open_progress_view
 from comet_journal.uploader.journal.status import pending_report, upload_targets
@@ -121,10 +122,14 @@ def _completed(path: str, identity: str, state_dir: str | None = None) -> bool:
 
 def uploaded_path(path: str, state_dir: str | None = None) -> str:
     """The file the daemon uploads for ``path``: the private copy assembled from its
-    segments when it seals some and a copy exists, else the journal itself."""
+    segments when it seals some and a copy exists, the private copy of a dead writer's
+    journal when one is up to date, else the journal itself."""
     directory = segments_dir(path)
-    copy = mirror_path(directory, state_dir)
-    return copy if os.path.isdir(directory) and os.path.exists(copy) else path
+    mirror = mirror_path(directory, state_dir)
+    if os.path.isdir(directory) and os.path.exists(mirror):
+        return mirror
+    copy = PrivateCopy(path, copy_path(path, state_dir))
+    return copy.path if copy.current() else path
 
 
 __all__ = ["STATES", "JournalStatus", "directory_status", "journal_status", "uploaded_path"]
