@@ -98,7 +98,10 @@ class Sealer:
                 tail.insert(0, segment)
             if len(tail) < self.fanout:
                 return
-            merged = merge(tail, level + 1, self.writer, trusted=True)
+            try:
+                merged = merge(tail, level + 1, self.writer, trusted=True)
+            except SegmentNotReady:  # a part removed by another writer's end: next tick
+                return
             for part in tail:
                 self.levels.pop(part.path, None)
             self.levels[merged] = level + 1
