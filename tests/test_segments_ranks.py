@@ -1,23 +1,22 @@
 """Two processes writing one directory run (DDP ranks sharing an experiment, the same
 journal directory): each seals segments named with its own writer id, neither replaces nor
 removes the other's while writing, and the private copy assembled from all of them holds
-every call of both exactly once, as uploaded."""
+every call of both exactly once, as the daemon uploads it (a directory run seals by
+default)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
 from comet_journal.schema.segments import list_segments, segments_dir
-from comet_journal.uploader.config import resolve
 from comet_journal.uploader.journal.mirror import Mirror, mirror_path
-from comet_journal.uploader.replay.summary import Options
-from comet_journal.uploader.upload import upload_journal
-from comet_journal.uploader.wire.retry import RetryPolicy
-from test_upload_support import KEY, ROOT, assert_server_matches
+from test_upload_support import CLI, FAST, KEY, ROOT, assert_server_matches
 
 RANK = r"""
 import sys, time
@@ -56,10 +55,30 @@ def test_two_ranks_sealing_one_journal_deliver_every_call_once(emulator, tmp_pat
     for rank in (0, 1):
         assert _count(mirror.path, "SELECT count(*) FROM calls WHERE payload LIKE "
                       f"'%loss_rank{rank}%'") == 300
-    summary = upload_journal(mirror.path, resolve(url=emulator.url, api_key=KEY, environ={}),
-                             Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05)))
-    assert summary.rejected == [] and not summary.more_pending
+    daemon_env = dict(env, COMET_JOURNAL_STATE=os.environ["COMET_JOURNAL_STATE"])
+    daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
+                               "--poll", "0.3", "--json-log", str(runs)],
+                              stderr=subprocess.PIPE, text=True, env=daemon_env)
+    try:  # the daemon reads the run through the same private copy
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not _uploaded(emulator, mirror.path):
+            time.sleep(0.3)
+        time.sleep(1.5)  # its last turn marks the run uploaded after the last answer
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=20)
     assert_server_matches(emulator, mirror.path)  # exactly once on the server
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert {"uploaded"} <= {e.get("state") for e in events if e.get("journal") == path}, \
+        err[-2000:]  # the run ended (both ranks): marked uploaded
+
+
+def _uploaded(emu, copy) -> bool:
+    try:
+        assert_server_matches(emu, copy)
+    except AssertionError:
+        return False
+    return True
 
 
 def _count(path, sql) -> int:
