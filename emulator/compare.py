@@ -121,6 +121,8 @@ def applied_item_list(state: dict) -> list[tuple]:
                 out.append((key, "name", f["experimentName"]))
         elif ep == "log_other" and f.get("key") == "Name":
             out.append((key, "name", f["value"]))
+        elif ep == "log_other" and f.get("key") == "comet-journal client key":
+            continue  # the uploader's adoption mark (uploader/send/create.py), no call's
         elif ep == "log_metric":
             out.append(_metric(key, f, None))
         elif ep == "batch_metrics":

@@ -133,6 +133,12 @@ def journal_location(journal: Any, offline_directory: Any, key: str) -> str:
 
     A directory holds one file per experiment, ``<dir>/<key>.db`` (never one shared file).
     """
+    return journal_choice(journal, offline_directory, key)[0]
+
+
+def journal_choice(journal: Any, offline_directory: Any, key: str) -> tuple[str, bool]:
+    """(the journal's path, whether it was chosen as a directory: a *directory run*, which
+    seals segments by default for readers on other hosts)."""
     for choice, is_dir in ((journal, False), (offline_directory, True),
                            (os.environ.get("COMET_JOURNAL") or None, False),
                            (os.environ.get("COMET_OFFLINE_DIRECTORY") or None, True)):
@@ -141,8 +147,8 @@ def journal_location(journal: Any, offline_directory: Any, key: str) -> str:
     return _file_in(".comet-journal", key, True)
 
 
-def _file_in(path: str, key: str, is_dir: bool) -> str:
+def _file_in(path: str, key: str, is_dir: bool) -> tuple[str, bool]:
     if is_dir or os.path.isdir(path) or path.endswith(os.sep):
         os.makedirs(path, exist_ok=True)
-        return os.path.join(path, f"{key}.db")
-    return path
+        return os.path.join(path, f"{key}.db"), True
+    return path, False

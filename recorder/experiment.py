@@ -92,6 +92,9 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
     :param max_queue: calls held in memory before the caller is slowed down.
     :param max_journal_bytes: stop growing the journal past this size (lost calls reported).
     :param quiet: end() prints no how-to-upload line (also ``COMET_JOURNAL_QUIET=1``).
+    :param segments: seal the run into segments beside the journal for readers on other
+        hosts; default on in a directory (``journal="/dir/"``), off for a single file
+        (``$COMET_JOURNAL_SEGMENTS=0``/``1`` changes the default).
 
     Recorded automatically, as the official SDK does (see
     :mod:`comet_journal.recorder.auto_logging`; ``COMET_JOURNAL_AUTO_LOG=0`` turns all of it
@@ -118,7 +121,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
                  log_git_patch: Any = True, log_code: Any = True,
                  system_monitor_interval: Any = 30.0, keep_alive_interval: Any = 60.0,
                  restart_in_child: Any = True, quiet: bool | None = None,
-                 **sdk_options: Any):
+                 segments: bool | None = None, **sdk_options: Any):
         # Only fingerprints are kept, to mask the key in everything journaled as text.
         self._secrets = secrets = SecretFilter(configured_api_keys(api_key))
         del api_key  # never kept: not in the journal, not in memory, not in logs
@@ -165,8 +168,9 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             self._queue = self._writer.queue
             self._id = 0
             return
-        self._open_journal(compat.journal_location(journal, offline_directory, self.key),
-                           flush_interval, max_queue, durability, max_journal_bytes)
+        path, directory_run = compat.journal_choice(journal, offline_directory, self.key)
+        self._seals = sealing.segments_enabled(segments, directory_run)
+        self._open_journal(path, flush_interval, max_queue, durability, max_journal_bytes)
         self._owner_pid = os.getpid()
         self._atexit = register_atexit(self)
         # --- automatic capture (recorder.auto_logging): never raises from here -------------
@@ -185,7 +189,7 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
             synchronous="FULL" if durability == "call" else "NORMAL",
             max_journal_bytes=max_journal_bytes)
         self._queue = self._writer.queue
-        self._sealer = sealing.acquire(path)  # segments for other hosts (when on)
+        self._sealer = sealing.acquire(path, getattr(self, "_seals", None))  # other hosts' copy
         self._writer_key = writers.writer_key(self.key)
         self._id, created = self._register()
         self.created = created  # False: an experiment this journal already held, continued

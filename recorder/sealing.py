@@ -15,8 +15,9 @@ hosts never open the live SQLite file.
 * :meth:`close` seals the rest, merges everything into one segment and writes ``ended``
   (the run's end, as the recorder saw it).
 
-Sealing reads the live journal through its own read connection on the writer's host (where
-WAL is safe); it never blocks the writer for longer than a read snapshot. A failure to seal
+Sealing reads the live journal read-only on the writer's host (where WAL is safe), attached
+to the new segment, and SQLite copies the rows (no Python work per row: the thread shares the
+training loop's process); it never blocks the writer for longer than a read snapshot. A failure to seal
 (a full disk, a vanished directory) is reported once on the ``comet_journal`` logger and
 retried at the next tick: the journal itself stays the durable copy.
 """
@@ -28,7 +29,7 @@ import os
 import threading
 import uuid
 
-from comet_journal.schema.journal import sqlite_connect
+from comet_journal.recorder.validation import boolean
 from comet_journal.schema.segments import (ENDED_FILE_NAME, HEARTBEAT_FILE_NAME,
                                            SegmentNotReady, Watermark, chain, list_segments,
                                            merge, read_segment, seal, segments_dir,
@@ -50,7 +51,10 @@ class Sealer:
         self.directory = segments_dir(self.journal_path)
         self.interval_s = interval_s
         self.fanout = max(2, fanout)
-        self.levels = _levels(self.directory)  # segment path -> compaction level
+        # Names this process's segments: two processes writing one journal (DDP ranks
+        # sharing a run) each seal it, and neither replaces nor compacts the other's files.
+        self.writer = uuid.uuid4().hex[:12]
+        self.levels: dict[str, int] = {}  # this writer's segment path -> compaction level
         os.makedirs(self.directory, exist_ok=True)
         self.mark = _resume_mark(self.directory)
         self.beats = _read_counter(os.path.join(self.directory, HEARTBEAT_FILE_NAME))
@@ -68,11 +72,7 @@ class Sealer:
     def seal_now(self) -> str | None:
         """Seal what is committed now; return the new segment's path (None: nothing new)."""
         with self._lock:
-            conn = sqlite_connect(self.journal_path, readonly=True, timeout=5.0)
-            try:
-                self.mark, path = seal(conn, self.directory, self.mark)
-            finally:
-                conn.close()
+            self.mark, path = seal(self.journal_path, self.directory, self.mark, self.writer)
             if path:
                 self.sealed += 1
                 self.levels[path] = 0
@@ -82,25 +82,29 @@ class Sealer:
             return path
 
     def _compact(self) -> None:
+        """Merge ``fanout`` consecutive segments of this writer's newest level into one of the
+        next level (like carries in a counter); another writer's files are never touched."""
+        self.levels = {p: lv for p, lv in self.levels.items() if os.path.exists(p)}
         while True:
-            segments = chain(self.directory)
-            if not segments:
-                break
-            level = self.levels.get(segments[-1].path, 0)
-            tail = []
-            for segment in reversed(segments):
-                if self.levels.get(segment.path, 0) != level:
+            own = sorted((s for s in list_segments(self.directory) if s.path in self.levels),
+                         key=lambda s: s.last)
+            if not own:
+                return
+            level = self.levels[own[-1].path]
+            tail = [own[-1]]
+            for segment in reversed(own[:-1]):
+                if self.levels[segment.path] != level or segment.last + 1 != tail[0].first:
                     break
                 tail.insert(0, segment)
             if len(tail) < self.fanout:
-                break
-            merged = merge(tail, level + 1)
+                return
+            try:
+                merged = merge(tail, level + 1, self.writer, trusted=True)
+            except SegmentNotReady:  # a part removed by another writer's end: next tick
+                return
             for part in tail:
                 self.levels.pop(part.path, None)
             self.levels[merged] = level + 1
-        for stray in set(list_segments(self.directory)) - set(chain(self.directory)):
-            if stray.last <= self.mark.seq:  # covered by a merged segment: a leftover part
-                _remove(stray.path)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -119,25 +123,32 @@ class Sealer:
             self._thread.join(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """The run ended: seal the rest, merge into one segment, record the end."""
+        """The run ended: seal the rest, merge the whole chain into one segment (leftovers
+        covered by it removed), record the end."""
         self.stop(timeout)
-        self.seal_now()
+        for _attempt in range(3):  # another writer of this journal may compact under us
+            try:
+                self.seal_now()
+                with self._lock:
+                    segments = chain(self.directory)
+                    if len(segments) > 1:
+                        self.levels[merge(segments, 1, self.writer)] = 1
+                    _remove_covered(self.directory, segments[-1].last if segments else 0)
+                break
+            except SegmentNotReady:
+                continue
         with self._lock:
-            segments = chain(self.directory)
-            if len(segments) > 1:
-                merge(segments)
-            _write_atomically(os.path.join(self.directory, ENDED_FILE_NAME), str(self.mark.seq))
+            ended = os.path.join(self.directory, ENDED_FILE_NAME)
+            _write_atomically(ended, str(max(self.mark.seq, _read_counter(ended))))
 
 
-def _levels(directory: str) -> dict[str, int]:
-    """Compaction levels of the sealed chain, from the headers (once, at start)."""
-    out = {}
-    for segment in chain(directory):
-        try:
-            out[segment.path] = int(read_segment(segment.path)[0].get("level", 0))
-        except (SegmentNotReady, ValueError):
-            out[segment.path] = 0
-    return out
+def _remove_covered(directory: str, end: int) -> None:
+    """Remove segments outside the chain whose seqs it covers (duplicates sealed by another
+    process writing the same journal, a merge's parts left by a kill)."""
+    in_chain = set(chain(directory))
+    for segment in list_segments(directory):
+        if segment not in in_chain and segment.last <= end:
+            _remove(segment.path)
 
 
 def _resume_mark(directory: str) -> Watermark:
@@ -177,19 +188,31 @@ def _remove(path: str) -> None:
 
 # --- one sealer per journal in this process, when segments are on ---------------------------
 
-SEGMENTS_ENV = "COMET_JOURNAL_SEGMENTS"  # "1": runs seal segments beside their journals
+SEGMENTS_ENV = "COMET_JOURNAL_SEGMENTS"  # "1": every run seals; "0": none; unset: directory runs
 _ACTIVE: dict[str, list] = {}  # journal path -> [sealer, experiments using it]
 _ACTIVE_LOCK = threading.Lock()
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def segments_enabled() -> bool:
-    return os.environ.get(SEGMENTS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+def segments_enabled(choice: bool | None = None, directory_run: bool = False) -> bool:
+    """Does a run seal segments? ``choice`` (the ``segments`` argument) wins, then
+    ``$COMET_JOURNAL_SEGMENTS`` (1/0), else directory runs (``journal="/dir/"``, a shared
+    directory of runs) do and single files (``journal="run.db"``, same-host use) do not."""
+    if choice is not None:
+        return boolean("Experiment", "segments", choice)
+    value = os.environ.get(SEGMENTS_ENV, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    return directory_run
 
 
-def acquire(journal_path: str) -> Sealer | None:
+def acquire(journal_path: str, enabled: bool | None = None) -> Sealer | None:
     """The journal's sealer, started (shared by the experiments of this process writing it);
-    None when segments are off. Never raises into the caller's run."""
-    if not segments_enabled():
+    None when segments are off (``enabled`` None: :func:`segments_enabled` with the
+    environment only). Never raises into the caller's run."""
+    if not (segments_enabled() if enabled is None else enabled):
         return None
     key = os.path.abspath(journal_path)
     try:

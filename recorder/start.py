@@ -41,7 +41,7 @@ _CONFIG_OPTIONS = (
     # comet-journal's own options
     "journal", "strict", "durability", "flush_interval", "max_queue", "max_journal_bytes",
     "experiment_name", "capture", "log_env_variables", "system_monitor_interval",
-    "keep_alive_interval", "restart_in_child",
+    "keep_alive_interval", "restart_in_child", "segments",
 )
 
 

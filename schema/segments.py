@@ -10,8 +10,10 @@ writes a journal also *seals* what it has committed into segments, in a director
   known so far, and the blob rows (``chunks``, ``blobs``, ``blob_parts``) added since the
   previous segment, plus the journal's ``meta``;
 * it is written under a temporary name, fsynced, then renamed into place (atomic within a
-  directory, on NFS and Lustre too), and named ``<first seq>-<last seq>.seg`` (zero-padded,
-  so names sort by seq);
+  directory, on NFS and Lustre too), and named ``<first seq>-<last seq>.<writer>.seg``
+  (zero-padded, so names sort by seq; ``writer`` names the sealing process, so two
+  processes writing one journal, DDP ranks sharing a run, never replace each other's files;
+  readers take either where their ranges overlap);
 * its ``segment`` table is the header: format version, journal id, seq range, row count and a
   sha256 over every row; :func:`verify` recomputes it (and each chunk's own sha256), so a torn
   or partly visible file is reported as not ready, never read as data;
@@ -32,20 +34,23 @@ import os
 import re
 import sqlite3
 import uuid
+import zlib
 from dataclasses import dataclass
-from typing import Final, Iterator
+from typing import Final
 
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateTable
 
 from comet_journal.schema import tables
+from comet_journal.schema.journal import readonly_uri
 
-SEGMENT_FORMAT: Final = 1
+SEGMENT_FORMAT: Final = 2  # 2: a CRC-32 of the whole file (1, a digest of rows: still read)
+FILE_CHECKSUM: Final = "file-crc32"  # format 2's header checksum: see _stamp_file
 SEGMENT_APPLICATION_ID: Final = 0x434A5347  # "CJSG": a segment, never taken for a journal
 SEGMENTS_SUFFIX: Final = ".segments"
 HEARTBEAT_FILE_NAME: Final = "heartbeat"  # the writer's counter, bumped every seal tick
 ENDED_FILE_NAME: Final = "ended"  # written once the run's end is sealed
-_NAME = re.compile(r"^(\d{12})-(\d{12})\.seg$")
+_NAME = re.compile(r"^(\d{12})-(\d{12})(?:\.([0-9a-z]{1,32}))?\.seg$")
 _SEGMENT_TABLES = (tables.meta, tables.experiments, tables.calls, tables.chunks, tables.blobs,
                    tables.blob_parts)
 _HEADER_DDL = "CREATE TABLE segment (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -70,14 +75,15 @@ class SegmentInfo:
     path: str
     first: int
     last: int
+    writer: str = ""  # the sealing process ("": a segment named before writer ids)
 
 
 def segments_dir(journal_path: str) -> str:
     return os.fspath(journal_path) + SEGMENTS_SUFFIX
 
 
-def segment_name(first: int, last: int) -> str:
-    return f"{first:012d}-{last:012d}.seg"
+def segment_name(first: int, last: int, writer: str = "") -> str:
+    return f"{first:012d}-{last:012d}" + (f".{writer}" if writer else "") + ".seg"
 
 
 def list_segments(directory: str) -> list[SegmentInfo]:
@@ -90,8 +96,9 @@ def list_segments(directory: str) -> list[SegmentInfo]:
     for name in names:
         m = _NAME.match(name)
         if m:
-            out.append(SegmentInfo(os.path.join(directory, name), int(m[1]), int(m[2])))
-    return sorted(out, key=lambda s: (s.first, -s.last))
+            out.append(SegmentInfo(os.path.join(directory, name), int(m[1]), int(m[2]),
+                                   m[3] or ""))
+    return sorted(out, key=lambda s: (s.first, -s.last, s.writer))
 
 
 def chain(directory: str, after: int = 0) -> list[SegmentInfo]:
@@ -110,87 +117,143 @@ def chain(directory: str, after: int = 0) -> list[SegmentInfo]:
 
 
 # --- writing ----------------------------------------------------------------------------------
-
-def seal(journal: sqlite3.Connection, directory: str, mark: Watermark) -> tuple[Watermark,
-                                                                                 str | None]:
-    """Seal what ``journal`` (a connection to the live journal, on its own host) committed
-    above ``mark`` into one new segment in ``directory``. Returns the new watermark and the
-    segment's path (None: nothing new)."""
-    journal.execute("BEGIN")  # one read snapshot for every table
-    try:
-        last = journal.execute("SELECT coalesce(max(seq), 0) FROM calls").fetchone()[0]
-        if last <= mark.seq:
-            return mark, None
-        rows = _rows_above(journal, mark, last)
-    finally:
-        journal.execute("ROLLBACK")
-    new_mark = Watermark(last, max([mark.chunk_id] + [r[0] for r in rows["chunks"]]),
-                         rows.pop("_blob_rowid"), rows.pop("_part_rowid"))
-    path = os.path.join(directory, segment_name(mark.seq + 1, last))
-    write_segment(path, rows, mark.seq + 1, last, new_mark)
-    return new_mark, path
-
-
-def _rows_above(conn: sqlite3.Connection, mark: Watermark, last: int) -> dict:
-    blob_rows = conn.execute("SELECT rowid, sha256, size, n_chunks FROM blobs WHERE rowid > ? "
-                             "ORDER BY rowid", (mark.blob_rowid,)).fetchall()
-    part_rows = conn.execute("SELECT rowid, blob_sha256, idx, chunk_id FROM blob_parts WHERE "
-                             "rowid > ? ORDER BY rowid", (mark.part_rowid,)).fetchall()
-    return {
-        "meta": conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall(),
-        "experiments": conn.execute(
-            "SELECT id, key, workspace, project, name, created_ms, host, pid FROM experiments "
-            "ORDER BY id").fetchall(),
-        "calls": conn.execute("SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls "
-                              "WHERE seq > ? AND seq <= ? ORDER BY seq",
-                              (mark.seq, last)).fetchall(),
-        "chunks": conn.execute("SELECT id, sha256, data FROM chunks WHERE id > ? ORDER BY id",
-                               (mark.chunk_id,)).fetchall(),
-        "blobs": [r[1:] for r in blob_rows],
-        "blob_parts": [r[1:] for r in part_rows],
-        "_blob_rowid": max([mark.blob_rowid] + [r[0] for r in blob_rows]),
-        "_part_rowid": max([mark.part_rowid] + [r[0] for r in part_rows]),
-    }
-
+# Rows are copied by SQLite itself (INSERT ... SELECT from the attached journal or parts) and
+# the checksum is a CRC-32 of the finished file's bytes (stamped into its header's
+# user_version): the sealer thread shares the recorder's process, and per-row work there, in
+# Python or in SQL, would slow the training loop.
 
 _COLUMNS = {"meta": "key, value",
             "experiments": "id, key, workspace, project, name, created_ms, host, pid",
             "calls": "seq, endpoint, experiment_id, ts_ms, payload",
             "chunks": "id, sha256, data", "blobs": "sha256, size, n_chunks",
             "blob_parts": "blob_sha256, idx, chunk_id"}
+_USER_VERSION = slice(60, 64)  # the SQLite header's user_version: where the CRC is kept
 
 
-def write_segment(path: str, rows: dict, first: int, last: int, mark: Watermark,
-                  level: int = 0) -> None:
-    """Write one segment: temporary name, fsync, rename into place, fsync the directory."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA application_id={SEGMENT_APPLICATION_ID}")
-        conn.execute("PRAGMA journal_mode=OFF")  # a new private file: no rollback needed
-        conn.execute("BEGIN")
-        for table in _SEGMENT_TABLES:
-            conn.execute(str(CreateTable(table).compile(dialect=sqlite_dialect.dialect())))
-        conn.execute(_HEADER_DDL)
+def seal(journal_path: str, directory: str, mark: Watermark,
+         writer: str = "") -> tuple[Watermark, str | None]:
+    """Seal what the journal (on this host, read-only) committed above ``mark`` into one new
+    segment of ``writer`` in ``directory``. Returns the new watermark and the segment's
+    path (None: nothing new)."""
+    with _Staged(directory) as staged:
+        conn = staged.conn
+        conn.execute("ATTACH DATABASE ? AS j", (readonly_uri(journal_path),))
+        conn.execute("BEGIN")  # one read snapshot of every journal table
+        last = conn.execute("SELECT coalesce(max(seq), 0) FROM j.calls").fetchone()[0]
+        if last <= mark.seq:
+            conn.execute("ROLLBACK")
+            return mark, None
+        new_mark = Watermark(last, *conn.execute(
+            "SELECT max(?, coalesce((SELECT max(id) FROM j.chunks), 0)), "
+            "max(?, coalesce((SELECT max(rowid) FROM j.blobs), 0)), "
+            "max(?, coalesce((SELECT max(rowid) FROM j.blob_parts), 0))",
+            (mark.chunk_id, mark.blob_rowid, mark.part_rowid)).fetchone())
+        _create_tables(conn)
+        where = {"meta": ("", ()), "experiments": ("", ()),
+                 "calls": ("WHERE seq > ? AND seq <= ?", (mark.seq, last)),
+                 "chunks": ("WHERE id > ? AND id <= ?", (mark.chunk_id, new_mark.chunk_id)),
+                 "blobs": ("WHERE rowid > ? AND rowid <= ?", (mark.blob_rowid,
+                                                               new_mark.blob_rowid)),
+                 "blob_parts": ("WHERE rowid > ? AND rowid <= ?", (mark.part_rowid,
+                                                                   new_mark.part_rowid))}
         for name, cols in _COLUMNS.items():
-            marks = ",".join("?" * len(cols.split(",")))
-            conn.executemany(f"INSERT INTO {name} ({cols}) VALUES ({marks})", rows[name])
-        header = {"format": SEGMENT_FORMAT, "journal_id": dict(rows["meta"]).get("journal_id", ""),
-                  "first_seq": first, "last_seq": last, "rows": len(rows["calls"]),
-                  "checksum": _digest(rows), "chunk_id": mark.chunk_id,
+            conn.execute(f"INSERT INTO main.{name} ({cols}) SELECT {cols} FROM j.{name} "
+                         f"{where[name][0]} ORDER BY {_ORDER[name]}", where[name][1])
+        path = os.path.join(directory, segment_name(mark.seq + 1, last, writer))
+        staged.finish(path, mark.seq + 1, last, new_mark, 0)
+    return new_mark, path
+
+
+class _Staged:
+    """A segment being written under a temporary name: :meth:`finish` writes the header,
+    commits, fsyncs and renames it into place; leaving without it removes the file."""
+
+    def __init__(self, directory: str):
+        os.makedirs(directory, exist_ok=True)
+        self.tmp = os.path.join(directory, f".{uuid.uuid4().hex}.seg.tmp")
+        self.conn = sqlite3.connect(f"file:{_uri(self.tmp)}?mode=rwc", uri=True,
+                                    isolation_level=None)
+        self.conn.execute(f"PRAGMA application_id={SEGMENT_APPLICATION_ID}")
+        self.conn.execute("PRAGMA journal_mode=OFF")  # a new private file: no rollback needed
+        self.conn.execute("PRAGMA synchronous=OFF")  # fsynced once, whole, before the rename
+        self.done = False
+
+    def __enter__(self) -> "_Staged":
+        return self
+
+    def finish(self, path: str, first: int, last: int, mark: Watermark, level: int) -> None:
+        conn = self.conn
+        journal_id = conn.execute("SELECT value FROM main.meta WHERE key='journal_id'"
+                                  ).fetchone()
+        header = {"format": SEGMENT_FORMAT, "journal_id": journal_id[0] if journal_id else "",
+                  "first_seq": first, "last_seq": last,
+                  "rows": conn.execute("SELECT count(*) FROM main.calls").fetchone()[0],
+                  "checksum": FILE_CHECKSUM, "chunk_id": mark.chunk_id,
                   "blob_rowid": mark.blob_rowid, "part_rowid": mark.part_rowid,
                   "level": level}
-        conn.executemany("INSERT INTO segment VALUES (?, ?)",
+        conn.executemany("INSERT INTO main.segment VALUES (?, ?)",
                          [(k, str(v)) for k, v in header.items()])
         conn.execute("COMMIT")
-    finally:
         conn.close()
-    with open(tmp, "rb+") as f:
+        _stamp_file(self.tmp)
+        os.replace(self.tmp, path)
+        _fsync_dir(os.path.dirname(path))
+        self.done = True
+
+    def __exit__(self, *exc) -> None:
+        if not self.done:
+            self.conn.close()
+            try:
+                os.remove(self.tmp)
+            except FileNotFoundError:
+                pass
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    for table in _SEGMENT_TABLES:
+        conn.execute(str(CreateTable(table).compile(dialect=sqlite_dialect.dialect())))
+    conn.execute(_HEADER_DDL)
+
+
+def _file_crc(f) -> int:
+    """CRC-32 of a segment file's bytes, its user_version (where the CRC is kept) as zeros."""
+    head = bytearray(f.read(100))
+    head[_USER_VERSION] = bytes(4)
+    crc = zlib.crc32(head)
+    while True:
+        block = f.read(1 << 20)
+        if not block:
+            return crc
+        crc = zlib.crc32(block, crc)
+
+
+def _stamp_file(path: str) -> None:
+    """Stamp the finished file's CRC into its header (SQLite leaves user_version to the
+    application), then fsync it."""
+    with open(path, "rb+") as f:
+        crc = _file_crc(f)
+        f.seek(_USER_VERSION.start)
+        f.write(crc.to_bytes(4, "big"))
+        f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(directory)
+
+
+def _check_file(path: str) -> None:
+    """:class:`SegmentNotReady` unless the file's bytes match the CRC in its header."""
+    try:
+        with open(path, "rb") as f:
+            stored = f.read(100)[_USER_VERSION]
+            f.seek(0)
+            crc = _file_crc(f)
+    except OSError as exc:
+        raise SegmentNotReady(f"{path}: cannot be read now ({exc})") from None
+    if len(stored) != 4 or int.from_bytes(stored, "big") != crc:
+        raise SegmentNotReady(f"{path}: its bytes do not match its checksum (torn or not "
+                              "fully visible yet)")
+
+
+def _uri(path: str) -> str:
+    return os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
 
 
 def _fsync_dir(directory: str) -> None:
@@ -206,7 +269,8 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _digest(rows: dict) -> str:
+def _digest_v1(rows: dict) -> str:
+    """The checksum of format 1 segments (rows rendered by Python), still read."""
     h = hashlib.sha256()
     for name in _COLUMNS:
         for row in rows[name]:
@@ -231,9 +295,7 @@ def read_segment(path: str) -> tuple[dict[str, str], dict]:
     try:
         conn = open_segment(path)
         try:
-            if conn.execute("PRAGMA application_id").fetchone()[0] != SEGMENT_APPLICATION_ID:
-                raise SegmentNotReady(f"{path}: not a sealed segment (yet)")
-            header = dict(conn.execute("SELECT key, value FROM segment").fetchall())
+            header = verified_header(conn, "main", path)
             rows = {name: conn.execute(f"SELECT {cols} FROM {name} ORDER BY "
                                        f"{_ORDER[name]}").fetchall()
                     for name, cols in _COLUMNS.items()}
@@ -241,7 +303,6 @@ def read_segment(path: str) -> tuple[dict[str, str], dict]:
             conn.close()
     except sqlite3.Error as exc:
         raise SegmentNotReady(f"{path}: cannot be read now ({exc})") from None
-    _verify(path, header, rows)
     return header, rows
 
 
@@ -249,27 +310,43 @@ _ORDER = {"meta": "key", "experiments": "id", "calls": "seq", "chunks": "id",
           "blobs": "rowid", "blob_parts": "rowid"}
 
 
-def _verify(path: str, header: dict, rows: dict) -> None:
-    m = _NAME.match(os.path.basename(path))
+def verified_header(conn: sqlite3.Connection, schema: str, path: str) -> dict[str, str]:
+    """The header of the segment open as ``schema``, once its rows are checked against it
+    (count, seq range, checksum, each chunk's sha256); :class:`SegmentNotReady` if not."""
     try:
-        first, last, count = (int(header["first_seq"]), int(header["last_seq"]),
-                              int(header["rows"]))
-        checksum, version = header["checksum"], int(header["format"])
+        if conn.execute(f"PRAGMA {schema}.application_id").fetchone()[0] != \
+                SEGMENT_APPLICATION_ID:
+            raise SegmentNotReady(f"{path}: not a sealed segment (yet)")
+        header = dict(conn.execute(f"SELECT key, value FROM {schema}.segment").fetchall())
+        first, last, count, version = (int(header["first_seq"]), int(header["last_seq"]),
+                                       int(header["rows"]), int(header["format"]))
+        if version > SEGMENT_FORMAT:
+            raise SegmentNotReady(f"{path}: segment format {version} is newer than this "
+                                  f"comet-journal reads ({SEGMENT_FORMAT})")
+        m = _NAME.match(os.path.basename(path))
+        if m and (int(m[1]), int(m[2])) != (first, last):
+            raise SegmentNotReady(f"{path}: header says seqs {first}-{last}")
+        n, low, high = conn.execute(f"SELECT count(*), min(seq), max(seq) FROM "
+                                    f"{schema}.calls").fetchone()
+        if n and (low < first or high > last):
+            raise SegmentNotReady(f"{path}: calls outside seqs {first}-{last}")
+        if version >= 2:
+            _check_file(path)
+            digest = FILE_CHECKSUM
+        else:
+            digest = _digest_v1({name: conn.execute(
+                f"SELECT {cols} FROM {schema}.{name} ORDER BY {_ORDER[name]}").fetchall()
+                for name, cols in _COLUMNS.items()})
+        if n != count or digest != header["checksum"]:
+            raise SegmentNotReady(f"{path}: rows do not match the header's count or checksum")
+        for sha, data in conn.execute(f"SELECT sha256, data FROM {schema}.chunks"):
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise SegmentNotReady(f"{path}: a chunk does not match its sha256")
     except (KeyError, ValueError):
         raise SegmentNotReady(f"{path}: incomplete header") from None
-    if version > SEGMENT_FORMAT:
-        raise SegmentNotReady(f"{path}: segment format {version} is newer than this "
-                              f"comet-journal reads ({SEGMENT_FORMAT})")
-    if m and (int(m[1]), int(m[2])) != (first, last):
-        raise SegmentNotReady(f"{path}: header says seqs {first}-{last}")
-    if len(rows["calls"]) != count or _digest(rows) != checksum:
-        raise SegmentNotReady(f"{path}: rows do not match the header's count or checksum")
-    seqs = [r[0] for r in rows["calls"]]
-    if seqs and (seqs[0] < first or seqs[-1] > last):
-        raise SegmentNotReady(f"{path}: calls outside seqs {first}-{last}")
-    for _id, sha, data in rows["chunks"]:
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise SegmentNotReady(f"{path}: a chunk does not match its sha256")
+    except sqlite3.Error as exc:
+        raise SegmentNotReady(f"{path}: cannot be read now ({exc})") from None
+    return header
 
 
 def watermark_of(header: dict[str, str]) -> Watermark:
@@ -278,33 +355,41 @@ def watermark_of(header: dict[str, str]) -> Watermark:
                      int(header.get("blob_rowid", 0)), int(header.get("part_rowid", 0)))
 
 
-def _header_last(parts: list[SegmentInfo]) -> dict[str, str]:
-    return read_segment(parts[-1].path)[0]
-
-
-def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict[str, str], dict]]:
-    for path in paths:
-        header, rows = read_segment(path)
-        yield path, header, rows
-
-
 # --- compaction -------------------------------------------------------------------------------
 
-def merge(parts: list[SegmentInfo], level: int = 1) -> str:
+def merge(parts: list[SegmentInfo], level: int = 1, writer: str = "",
+          trusted: bool = False) -> str:
     """Replace consecutive segments by one covering their range, of compaction ``level``
-    (renamed in before the parts are removed: a reader sees the parts or the whole).
-    Returns the merged path."""
+    (renamed in before the parts are removed: a reader sees the parts or the whole). Each
+    part is verified first unless ``trusted`` (this process sealed them); overlapping parts
+    (two writers of one journal) are fine. Returns the merged path."""
     if len(parts) < 2:
         raise ValueError("merge needs at least two consecutive segments")
-    merged: dict = {name: [] for name in _COLUMNS}
-    for _path, _header, rows in iter_rows([p.path for p in parts]):
-        for name in ("calls", "chunks", "blobs", "blob_parts"):
-            merged[name].extend(rows[name])
-        merged["meta"], merged["experiments"] = rows["meta"], rows["experiments"]
     path = os.path.join(os.path.dirname(parts[0].path),
-                        segment_name(parts[0].first, parts[-1].last))
-    write_segment(path, merged, parts[0].first, parts[-1].last,
-                  watermark_of(_header_last(parts)), level)
+                        segment_name(parts[0].first, parts[-1].last, writer))
+    with _Staged(os.path.dirname(path)) as staged:
+        conn = staged.conn
+        _create_tables(conn)
+        conn.execute("BEGIN")
+        for part in parts:
+            try:
+                conn.execute("ATTACH DATABASE ? AS p", (f"file:{_uri(part.path)}?mode=ro"
+                                                         "&immutable=1",))
+            except sqlite3.Error as exc:  # gone: merged by another writer of this journal
+                raise SegmentNotReady(f"{part.path}: cannot be read now ({exc})") from None
+            try:
+                header = dict(conn.execute("SELECT key, value FROM p.segment").fetchall()) \
+                    if trusted else verified_header(conn, "p", part.path)
+                for name, cols in _COLUMNS.items():
+                    if name in ("meta", "experiments"):  # whole tables: the last part's
+                        conn.execute(f"DELETE FROM main.{name}")
+                    conn.execute(f"INSERT OR IGNORE INTO main.{name} ({cols}) SELECT {cols} "
+                                 f"FROM p.{name} ORDER BY {_ORDER[name]}")
+            finally:
+                conn.execute("COMMIT")  # DETACH is refused inside a transaction
+                conn.execute("DETACH DATABASE p")
+                conn.execute("BEGIN")
+        staged.finish(path, parts[0].first, parts[-1].last, watermark_of(header), level)
     for part in parts:
         if part.path != path:
             try:

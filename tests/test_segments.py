@@ -77,6 +77,14 @@ def test_a_torn_or_missing_segment_is_waited_on_never_read_or_skipped(tmp_path):
         f.write(whole[: len(whole) // 2])
     with pytest.raises(SegmentNotReady):
         read_segment(middle)
+    stale = bytearray(whole)  # every byte there, one page not up to date: a stale cache
+    stale[len(whole) - 700] ^= 0x01
+    with open(middle, "wb") as f:
+        f.write(stale)
+    with pytest.raises(SegmentNotReady):
+        read_segment(middle)
+    with open(middle, "wb") as f:
+        f.write(whole[: len(whole) // 2])
     mirror = Mirror(sealer.directory, str(tmp_path / "state" / "copy.db"))
     first_count = _rows(sealed[0], "SELECT count(*) FROM calls")[0][0]
     assert mirror.update() == first_count and mirror.waiting  # stopped before the torn one
@@ -229,3 +237,40 @@ def test_a_writer_resuming_after_being_judged_stale_loses_and_duplicates_nothing
     steps = [r[0] for r in _rows(mirror.path, "SELECT json_extract(payload, '$.step') FROM "
                                               "calls WHERE endpoint='log_metric' ORDER BY seq")]
     assert steps == list(range(300))
+
+
+@pytest.mark.parametrize("where, argument, env, seals", [
+    ("dir", None, None, True),         # a directory run seals by default
+    ("file", None, None, False),       # a single file (same-host use) does not
+    ("dir", False, None, False),       # the argument opts out
+    ("file", True, None, True),        # ... or in
+    ("dir", None, "0", False),         # COMET_JOURNAL_SEGMENTS=0: none
+    ("file", None, "1", True),         # COMET_JOURNAL_SEGMENTS=1: every run
+    ("dir", True, "0", True),          # the argument wins over the environment
+])
+def test_directory_runs_seal_segments_by_default(tmp_path, monkeypatch, where, argument, env,
+                                                 seals):
+    from comet_journal import Experiment
+    from comet_journal.schema.segments import segments_dir
+    monkeypatch.delenv("COMET_JOURNAL_SEGMENTS", raising=False)
+    if env is not None:
+        monkeypatch.setenv("COMET_JOURNAL_SEGMENTS", env)
+    journal = str(tmp_path / "runs") + os.sep if where == "dir" else str(tmp_path / "run.db")
+    options = {} if argument is None else {"segments": argument}
+    exp = Experiment(journal=journal, project_name="p", workspace="w", quiet=True,
+                     auto_output_logging=None, log_env_details=False, log_git_metadata=False,
+                     log_git_patch=False, log_code=False, **options)
+    exp.log_metric("loss", 0.5, step=1)
+    exp.end()
+    sealed = chain(segments_dir(exp.path))
+    assert bool(sealed) == seals and os.path.isdir(segments_dir(exp.path)) == seals
+    if seals:  # the end leaves one segment holding every call
+        assert len(sealed) == 1 and sealed[0].last == _rows(exp.path, "SELECT max(seq) FROM "
+                                                             "calls")[0][0]
+
+
+def test_segments_argument_is_checked(tmp_path):
+    from comet_journal import Experiment
+    with pytest.raises(TypeError, match="segments"):
+        Experiment(journal=str(tmp_path / "run.db"), segments="yes")
+    assert not os.listdir(tmp_path)  # refused before anything was written

@@ -69,3 +69,32 @@ def test_a_directory_without_journals_is_a_clear_error(emulator, tmp_path):
     proc = run_cli("--url", emulator.url, "--api-key", KEY, *FAST, str(empty))
     assert proc.returncode == 2
     assert "directory with no journal" in proc.stderr and str(empty) in proc.stderr
+
+
+def test_a_copy_uploaded_to_a_documented_only_server_adopts_the_experiment(emulator_factory,
+                                                                         tmp_path):
+    """Without clientlib the server picks the experiment's key; the second host finds host
+    A's experiment by the mark carrying the journal's client key and adopts it."""
+    emu = emulator_factory(clientlib=False,
+                           faults={"rules": [{"route": "*", "kind": "latency", "ms": 15}]})
+    run = tmp_path / "host-a"
+    run.mkdir()
+    path = make_journal(run / "run.db", experiments=1, points=60)
+    _home_a, state_a = _host_state(tmp_path, "a")
+    cfg = resolve(url=emu.url, api_key=KEY, environ={}, state_dir=state_a)
+    first = upload_journal(path, cfg, Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05),
+                                              concurrency=2, time_slice_s=0.4))
+    assert first.more_pending and first.uploaded > 0  # host A stopped part-way
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    shutil.copy(path, usb / "run.db")
+    home_b, state_b = _host_state(tmp_path, "b")
+    emu.set_faults({"rules": []})
+    proc = run_cli("--url", emu.url, "--api-key", KEY, *FAST, "--json", str(usb / "run.db"),
+                   env={"XDG_STATE_HOME": home_b}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["journals"][0]["found_by_readback"] > 0
+    have = Counter(applied_item_list(emu.state()))
+    assert sum(1 for item in have if item[1] == "create") == 1  # one experiment, adopted
+    want = Counter(journal_item_list(str(usb / "run.db"), state_b))
+    assert want == have, (want - have, have - want)  # exactly once, nothing missing

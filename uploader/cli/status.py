@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -14,9 +15,10 @@ from comet_journal.uploader.cli.formatting import human_bytes, human_time_ms
 from comet_journal.uploader.cli.options import (EXIT_ERROR, EXIT_OK, error, output_options,
                                                 setup_logging, stale_after_option,
                                                 target_config)
+from comet_journal.uploader.cli.imports import state_option
 from comet_journal.uploader.cli.upload import print_pending
 from comet_journal.uploader.errors import ConfigError
-from comet_journal.uploader.journal.dir_status import STATES, directory_status
+from comet_journal.uploader.journal.dir_status import STATES, directory_status, uploaded_path
 from comet_journal.uploader.journal.liveness import journal_liveness
 from comet_journal.uploader.journal.status import pending_report, upload_targets
 
@@ -28,9 +30,10 @@ from comet_journal.uploader.journal.status import pending_report, upload_targets
 @click.option("--workspace", help="As given to the upload (progress is kept per target).")
 @click.option("--project-name", help="As given to the upload.")
 @stale_after_option
+@state_option
 @output_options()
-def status_command(journals, url, workspace, project_name, stale_after, as_json, quiet,
-                   verbose) -> None:
+def status_command(journals, url, workspace, project_name, stale_after, state_dir, as_json,
+                   quiet, verbose) -> None:
     """Say what is uploaded and pending per journal, server and experiment: calls per
     endpoint, bytes, the oldest pending call, calls of unknown outcome, rejections, the
     current error and whether an uploader is running. Never writes.
@@ -44,6 +47,7 @@ def status_command(journals, url, workspace, project_name, stale_after, as_json,
       comet-upload status run.db
       comet-upload status --url http://127.0.0.1:8080 run.db
       comet-upload status --json /scratch/journals
+      comet-upload status --state ~/upload-state /scratch/journals
     """
     setup_logging(verbose, quiet)
     explicit = bool(url or workspace or project_name)
@@ -53,11 +57,12 @@ def status_command(journals, url, workspace, project_name, stale_after, as_json,
         error(exc.message, exc.hint)
         sys.exit(EXIT_ERROR)
     if any(os.path.isdir(p) for p in journals):  # a directory: one line per journal in it
-        sys.exit(directory_status_command(list(journals), cfg, explicit, stale_after, as_json))
+        sys.exit(directory_status_command(list(journals), cfg, explicit, stale_after, as_json,
+                                          state_dir))
     out, code = [], EXIT_OK
     for path in journals:
         try:
-            out.append(_journal_status(path, cfg, explicit, stale_after, as_json))
+            out.append(_journal_status(path, cfg, explicit, stale_after, as_json, state_dir))
         except JournalError as exc:
             error(str(exc), exc.hint)
             out.append({"journal": path, "error": str(exc)})
@@ -67,11 +72,15 @@ def status_command(journals, url, workspace, project_name, stale_after, as_json,
     sys.exit(code)
 
 
-def _journal_status(path: str, cfg, explicit: bool, stale_after: float, as_json: bool) -> dict:
-    """Print (or return, for --json) one journal's run state and a report per target."""
-    targets = [(cfg.identity, cfg.url)] if explicit else upload_targets(path)
+def _journal_status(path: str, cfg, explicit: bool, stale_after: float, as_json: bool,
+                    state_dir: str | None = None) -> dict:
+    """Print (or return, for --json) one journal's run state and a report per target
+    (progress from ``state_dir``: of the daemon's private copy for a sealed run)."""
+    uploaded_as = uploaded_path(path, state_dir)
+    targets = [(cfg.identity, cfg.url)] if explicit else upload_targets(uploaded_as, state_dir)
     never = not targets
-    reports = [pending_report(path, identity, server)
+    reports = [dataclasses.replace(pending_report(uploaded_as, identity, server, state_dir),
+                                   journal=path)
                for identity, server in (targets or [(cfg.identity, cfg.url)])]
     liveness = journal_liveness(path, stale_after)
     if as_json:  # the first target's report at the top (one target with --url), all below
@@ -132,10 +141,10 @@ def sdk_only_pending(report) -> dict[str, int]:
 
 
 def directory_status_command(roots: list[str], config, explicit: bool, stale_after: float,
-                             as_json: bool) -> int:
+                             as_json: bool, state_dir: str | None = None) -> int:
     """``comet-upload status DIR``: one line per journal; exit 1 if any failed."""
     statuses = directory_status(roots, config.identity if explicit else None, config.url,
-                                stale_after_s=stale_after)
+                                stale_after_s=stale_after, state_dir=state_dir)
     counts = {state: sum(1 for s in statuses if s.state == state) for state in STATES}
     code = EXIT_ERROR if counts["failed"] else 0
     if as_json:

@@ -77,11 +77,11 @@ def pending_report(path: str, identity: str, server: str,
         conn.close()
 
 
-def upload_targets(path: str) -> list[tuple[str, str]]:
+def upload_targets(path: str, state_dir: str | None = None) -> list[tuple[str, str]]:
     """(identity, server) of every target some uploader recorded progress for, oldest first."""
     path = os.fspath(path)
     read_header(path)
-    conn = _read_only(path)
+    conn = _read_only(path, state_dir)
     try:
         if not _has_progress(conn):
             return []

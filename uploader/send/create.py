@@ -3,9 +3,13 @@
 Where the server offers the SDK's clientlib, ``logger/add/run`` with the journal's own key:
 creating twice is impossible, so an "already exists" answer after an ambiguous attempt means
 our experiment exists; without one, an upload of another copy of the journal made it, and it
-is adopted (``SendContext.adopted``: its calls are read back before they are sent). On a server with only the documented endpoints,
-``write/experiment/create`` lets the server pick the key; an interrupted create may have made
-the experiment, so it is looked for (read API) before creating again.
+is adopted (``SendContext.adopted``: its calls are read back before they are sent). On a
+server with only the documented endpoints, ``write/experiment/create`` lets the server pick
+the key, so the experiment is marked at once with an "other" carrying the journal's client
+key (:data:`CLIENT_KEY_OTHER`): an upload of another copy of the journal (another host, no
+shared state) finds it by that mark (read API) and adopts it instead of creating a second
+experiment; an interrupted create may have made the experiment, so it is looked for before
+creating again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ logger = logging.getLogger(__name__)
 CLIENT_KEY = "client-key"
 REST_CREATE = "rest-create"
 ALREADY_EXISTS_CODE = 90999
+# The "other" naming, on a server-keyed experiment, the journal's client key (its adoption
+# mark); the emulator's comparisons know it too (emulator/compare.py).
+CLIENT_KEY_OTHER = "comet-journal client key"
 
 
 class Creator:
@@ -127,9 +134,16 @@ class Creator:
     def _by_rest(self, call: Call, target: ExperimentTarget, payload: dict,
                  maybe: bool) -> Outcome:
         claimed = self.context.claimed
+        client_key = self.context.experiment_keys.get(call.experiment_id)
+        marked = self._marked(payload, client_key, claimed)
+        if marked:  # an upload of another copy of this journal made it: adopt it
+            self.context.adopted.add(call.experiment_id)
+            return Outcome(ok=True, found=True, server_key=marked[0], link=marked[1],
+                           method=REST_CREATE)
         if maybe:
             found = self.readback.find_experiment(payload, claimed)
             if found:
+                self._mark(call, found[0], client_key)
                 return Outcome(ok=True, found=True, server_key=found[0], link=found[1],
                                method=REST_CREATE)
 
@@ -160,11 +174,51 @@ class Creator:
             return outcome
         if outcome.found:
             outcome.server_key, outcome.link = found_box["hit"]
-            return outcome
-        data = outcome.answer.json()
-        outcome.server_key = data["experimentKey"]
-        outcome.link = experiment_link(data.get("link"), outcome.server_key)
+        else:
+            data = outcome.answer.json()
+            outcome.server_key = data["experimentKey"]
+            outcome.link = experiment_link(data.get("link"), outcome.server_key)
+        self._mark(call, outcome.server_key, client_key)
         return outcome
+
+    def _marked(self, payload: dict, client_key: str | None,
+                claimed: set[str]) -> tuple[str, str | None] | None:
+        """An experiment of the project (same name) whose mark carries ``client_key``."""
+        if not client_key:
+            return None
+        data = self.readback.read("experiments", workspaceName=payload.get("workspaceName"),
+                                  projectName=payload.get("projectName")) or {}
+        for exp in data.get("experiments") or [] if isinstance(data, dict) else []:
+            key = exp.get("experimentKey")
+            if not key or key in claimed or \
+                    (exp.get("experimentName") or None) != (payload.get("experimentName") or None):
+                continue
+            others = self.readback.read("experiment/log-other", experimentKey=key) or {}
+            for other in others.get("values") or [] if isinstance(others, dict) else []:
+                if other.get("name") == CLIENT_KEY_OTHER and \
+                        other.get("valueCurrent") == client_key:
+                    logger.info("adopting experiment %s: made by an upload of another copy "
+                                "of this journal", key)
+                    return key, exp.get("link")
+        return None
+
+    def _mark(self, call: Call, server_key: str, client_key: str | None) -> None:
+        """Mark a server-keyed experiment with the journal's client key (idempotent)."""
+        if not client_key:
+            return
+
+        def build_mark() -> BuiltRequest:
+            return self.builder.build("log_other", {"key": CLIENT_KEY_OTHER,
+                                                    "value": client_key},
+                                      server_key=server_key, ts_ms=call.ts_ms)
+
+        marked = self.link.exchange(build_mark,
+                                    self.context.idempotency_key(f"{call.seq}-mark"),
+                                    f"{call.label()} mark", on_ambiguous=lambda: None)
+        if not marked.ok:
+            logger.warning("experiment %s: its adoption mark was refused (%s); an upload of "
+                           "another copy of the journal may create it again", server_key,
+                           marked.message)
 
 
 def experiment_link(link: str | None, key: str | None) -> str | None:

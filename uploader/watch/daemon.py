@@ -31,74 +31,34 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Final
+from typing import Callable
 
 from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
 from comet_journal.uploader.config import UploadConfig
-from comet_journal.uploader.journal.discovery import DEFAULT_PATTERN, classify, iter_matching
+from comet_journal.uploader.journal.discovery import classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
+from comet_journal.uploader.watch.entries import (BUSY, BUSY_RETRY_S, DEFAULT_PARALLEL,
+                                                  DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
+                                                  ERROR_RETRY_S, FAILED, LIVE_STATE, QUEUED,
+                                                  STALE_STATE, UPLOADED, UPLOADING,
+                                                  JournalEntry, WatchOptions)
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.watch.fs_events import JournalEvents
-from comet_journal.uploader.watch.journal_files import (journal_end, journal_signature,
-                                                       move_journal, remove_journal)
+from comet_journal.uploader.watch.journal_files import after_upload, journal_signature
 from comet_journal.uploader.watch.keepalive import KeepAlive
-from comet_journal.uploader.watch.lease import DEFAULT_TTL_S, Leases
-from comet_journal.uploader.watch.segmented import SegmentedRuns
-from comet_journal.uploader.journal.liveness import DEFAULT_STALE_AFTER_S, ENDED, LIVE, STALE, journal_liveness
-from comet_journal.uploader.replay.summary import Options, Summary
+from comet_journal.uploader.watch.lease import Leases
+from comet_journal.uploader.watch.sources import WAITING_DETAIL, RunSources
+from comet_journal.uploader.journal.liveness import ENDED, LIVE, STALE
+from comet_journal.uploader.replay.summary import Summary
 from comet_journal.uploader.wire.capabilities import SDK_ROUTES_HINT
-from comet_journal.uploader.wire.retry import RetryPolicy, ServerGate
+from comet_journal.uploader.wire.retry import ServerGate
 from comet_journal.uploader.importer.archive_watch import ArchiveImports
 from comet_journal.uploader.upload import upload_journal
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PARALLEL: Final = 4
-DEFAULT_TIME_SLICE_S: Final = 10.0
-DEFAULT_RESCAN_S: Final = 5.0
-BUSY_RETRY_S: Final = 2.0  # another uploader holds the journal: look again this much later
-ERROR_RETRY_S: Final = 10.0  # an upload failed (server unreachable): try again this later
-
-# States a journal is in, as the daemon sees it (``comet-upload status DIR`` uses the same).
-QUEUED, UPLOADING, LIVE_STATE, UPLOADED, STALE_STATE, FAILED, BUSY, WAITING = (
-    "queued", "uploading", "live", "uploaded", "stale", "failed", "busy", "waiting")
-
-
-@dataclass
-class WatchOptions:
-    """How the daemon works; every number has a default a cluster can live with."""
-
-    pattern: str = DEFAULT_PATTERN
-    poll_interval: float | None = None  # None: native events where they work, else polling
-    parallel: int = DEFAULT_PARALLEL
-    time_slice_s: float = DEFAULT_TIME_SLICE_S
-    rescan_interval_s: float = DEFAULT_RESCAN_S
-    stale_after_s: float = DEFAULT_STALE_AFTER_S
-    keepalive: bool = True
-    after_upload: str = "keep"  # keep | delete | move:DIR
-    state_dir: str | None = None  # where OfflineExperiment archives found are imported
-    lease_dir: str | None = None  # shared with other daemons: one uploads a run at a time
-    lease_ttl_s: float = DEFAULT_TTL_S
-    replay: Options = field(default_factory=lambda: Options(
-        policy=RetryPolicy(deadline_s=None)))  # a daemon never gives up on a server
-
-
-@dataclass
-class JournalEntry:
-    path: str
-    state: str = QUEUED
-    detail: str = ""
-    next_try: float = 0.0  # monotonic time before which it is not scheduled
-    signature: tuple = ()  # journal_signature when last scheduled
-    seen_end: int = 0  # the journal's last seq when its last upload started
-    server_keys: tuple[str, ...] = ()
-    uploaded_calls: int = 0
-    live: bool = False  # its run was live at the end of the last upload
-    last_started: float = 0.0  # monotonic time its last upload turn started (fairness)
-    reported: str = ""  # the last state logged, so each change is logged once
-    scanned: tuple = ()  # journal_signature when a scan last looked (unchanged: not opened again)
-
+__all__ = ["DEFAULT_PARALLEL", "DEFAULT_RESCAN_S", "DEFAULT_TIME_SLICE_S", "WatchDaemon",
+           "WatchOptions", "JournalEntry"]
 
 class WatchDaemon:
     """Uploads every journal under ``roots`` to one server until :meth:`stop`."""
@@ -128,7 +88,7 @@ class WatchDaemon:
         self._keepalive = KeepAlive(config, self.options.replay.policy, self._stop,
                                     self._live_server_keys) if self.options.keepalive else None
         self._archives = ArchiveImports(self.options.state_dir, self.log)
-        self._sealed = SegmentedRuns(config.state_dir, self.options.stale_after_s)
+        self._sources = RunSources(config.state_dir, self.options.stale_after_s)
         self._leases = Leases(self.options.lease_dir, self.options.lease_ttl_s) \
             if self.options.lease_dir else None
 
@@ -240,22 +200,18 @@ class WatchDaemon:
                 self._recheck_liveness(entry)
 
     def _end(self, path: str) -> int | None:
-        """The run's last seq: of its private copy when it seals segments (the live file,
-        maybe written by another host, is never opened), else of the journal."""
-        if not SegmentedRuns.applies(path):
-            return journal_end(path)
+        """The run's last seq in the file read for it (:mod:`.sources`: a private copy
+        when it seals segments or its writer is gone; None: nothing readable now)."""
         try:
-            return self._sealed.end(path)
+            return self._sources.end(path)
         except (OSError, sqlite3.Error, JournalError):
             return None
 
     def _liveness(self, path: str):
-        if SegmentedRuns.applies(path):
-            return self._sealed.liveness(path)
-        return journal_liveness(path, self.options.stale_after_s)
+        return self._sources.liveness(path)
 
-    def _upload_path(self, path: str) -> str:
-        return self._sealed.refresh(path).path if SegmentedRuns.applies(path) else path
+    def _upload_path(self, path: str) -> str | None:
+        return self._sources.upload_path(path)
 
     def _recheck_liveness(self, entry: JournalEntry) -> None:
         try:
@@ -321,7 +277,11 @@ class WatchDaemon:
                                      **{k: v for k, v in wanted.items() if k in have})
         try:
             try:
-                summary = self._upload(self._upload_path(entry.path), self.config, replay)
+                source = self._upload_path(entry.path)
+                if source is None:
+                    self._set(entry, LIVE_STATE, WAITING_DETAIL)
+                    return
+                summary = self._upload(source, self.config, replay)
             finally:
                 with self._lock:
                     self._upload_stops.discard(upload_stop)
@@ -405,22 +365,15 @@ class WatchDaemon:
             self._leases.finish(entry.path)
         action = self.options.after_upload
         try:
-            if action == "delete":
-                remove_journal(entry.path)
-                self.log("deleted", f"{entry.path}: deleted after upload", journal=entry.path)
-            elif action.startswith("move:"):
-                target = move_journal(entry.path, action[len("move:"):],
-                                       self.config.state_dir)
-                self.log("moved", f"{entry.path}: moved to {target}", journal=entry.path,
-                         to=target)
-            else:
-                return
+            done = after_upload(entry.path, action, self.config.state_dir)
         except OSError as exc:
             self.log("error", f"{entry.path}: after-upload {action} failed: {exc}",
                      journal=entry.path, level="error")
             return
-        with self._lock:
-            self.entries.pop(entry.path, None)
+        if done is not None:
+            self.log(done[0], done[1], journal=entry.path, **done[2])
+            with self._lock:
+                self.entries.pop(entry.path, None)
 
     def _set(self, entry: JournalEntry, state: str, detail: str, retry_in: float | None = None,
              level: str = "info", locked: bool = False) -> None:

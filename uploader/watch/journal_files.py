@@ -60,3 +60,16 @@ def move_journal(path: str, directory: str, state_dir: str | None) -> str:
         shutil.move(p, os.path.join(directory, os.path.basename(p)))
     progress.follow(target)  # moved whole: it still knows what it uploaded
     return target
+
+
+def after_upload(path: str, action: str, state_dir: str | None) -> tuple[str, str, dict] | None:
+    """``--after-upload`` for a journal fully uploaded: ``delete`` or ``move:DIR`` (its side
+    files and progress following it); the event to log, or None for ``keep``. Raises
+    OSError."""
+    if action == "delete":
+        remove_journal(path)
+        return "deleted", f"{path}: deleted after upload", {}
+    if action.startswith("move:"):
+        target = move_journal(path, action[len("move:"):], state_dir)
+        return "moved", f"{path}: moved to {target}", {"to": target}
+    return None
