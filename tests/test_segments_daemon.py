@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 from comet_journal.emulator.compare import applied_item_list, journal_item_list
-from comet_journal.schema.segments import segments_dir
+from comet_journal.schema.segments import ENDED_FILE_NAME, segments_dir
 from comet_journal.uploader.journal.mirror import mirror_path
 from test_state_dir import _read_only_prefix
 from test_upload_support import CLI, FAST, KEY, ROOT
@@ -118,3 +118,41 @@ def test_the_daemon_tails_sealed_runs_from_a_read_only_mount(emulator, tmp_path)
     assert (str(ended), "uploaded") in states, err[-2000:]
     assert (str(killed), "uploaded") not in states
     assert (str(killed), "stale") in states, err[-2000:]
+
+
+def test_a_run_whose_end_is_sealed_after_the_daemons_turn_is_still_marked_uploaded(
+        emulator, tmp_path):
+    # The writer seals its last segment, then writes the end marker: a daemon turn between
+    # the two sees every call but no end. The end then arrives with no new call, and a later
+    # scan must still give the run its final turn (it was left "live" for ever before).
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    path = runs / "run.db"
+    writer = _writer(path, 0.3)
+    assert writer.wait(timeout=30) == 0
+    marker = os.path.join(segments_dir(str(path)), ENDED_FILE_NAME)
+    held = tmp_path / "ended-marker"
+    os.replace(marker, held)  # as if the daemon looked before the writer wrote it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
+                               "--poll", "0.3", "--rescan", "0.5", "--json-log", str(runs)],
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # everything sent, the run taken as live
+            want, have = _on_server(emulator, path)
+            if want and want == have:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.replace(held, marker)  # the end is sealed now, with no call after it
+        time.sleep(3.0)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=20)
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    states = [e.get("state") for e in events if e.get("journal") == str(path)]
+    assert want and want == have, (want - have, have - want)
+    assert "live" in states, err[-2000:]  # judged live while the end was not sealed
+    assert states[-1] == "uploaded", err[-2000:]

@@ -218,7 +218,9 @@ class WatchDaemon:
             liveness = self._liveness(entry.path)
         except sqlite3.Error:
             return
-        if liveness.state == STALE:
+        if liveness.state == ENDED:  # ended with no growth since its last turn (the caller
+            entry.state, entry.next_try = QUEUED, 0.0  # holds the lock): a final turn
+        elif liveness.state == STALE:
             self._set(entry, STALE_STATE, f"no growth for {liveness.idle_s:.0f}s and no live "
                       "writer: its run died without ending (not marked finished)",
                       level="warning", locked=True)
