@@ -65,11 +65,19 @@ def server_keys(conn: sqlite3.Connection) -> dict[int, str]:
 def journal_item_list(path: str, state_dir: str | None = None) -> list[tuple]:
     """The items of one journal, in journal order (server keys from the uploader's state
     database in ``state_dir``, default ``default_state_dir()``)."""
+    from comet_journal.uploader.journal.dir_status import uploaded_path
     from comet_journal.uploader.journal.progress_store import open_progress_view
     conn = open_progress_view(path, state_dir)
     out: list[tuple] = []
     try:
         keys = server_keys(conn)
+        uploaded = uploaded_path(path, state_dir)  # a sealed run: its private copy's keys
+        if uploaded != path:
+            view = open_progress_view(uploaded, state_dir)
+            try:
+                keys = {**keys, **server_keys(view)}
+            finally:
+                view.close()
         clocks: dict[tuple, StreamClock] = {}  # the uploader's wire times (schema.wire_times)
         for _seq, endpoint, exp_id, ts, text in conn.execute(
                 "SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls ORDER BY seq"):

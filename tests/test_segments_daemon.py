@@ -156,3 +156,39 @@ def test_a_run_whose_end_is_sealed_after_the_daemons_turn_is_still_marked_upload
     assert want and want == have, (want - have, have - want)
     assert "live" in states, err[-2000:]  # judged live while the end was not sealed
     assert states[-1] == "uploaded", err[-2000:]
+
+
+def test_a_one_shot_upload_reads_a_live_sealed_run_through_its_private_copy(emulator,
+                                                                           tmp_path):
+    # `comet-upload run.db` on a transfer node while the run is written elsewhere: the
+    # journal (with its -wal) is never opened; the sealed segments are read through a
+    # private copy, and a later upload after the end sends the rest, nothing twice.
+    runs, state = tmp_path / "runs", tmp_path / "state"
+    runs.mkdir()
+    path = runs / "run.db"
+    writer = _writer(path, 2.5)
+    assert writer.stdout.readline()
+    time.sleep(1.5)  # a few seals
+    prefix = _read_only_prefix(runs)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    command = [*prefix, *CLI, "upload", "--url", emulator.url, "--api-key", KEY, *FAST,
+               "--state", str(state), str(path)]
+    try:
+        live = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert os.path.exists(str(path) + "-wal") and writer.poll() is None  # still writing
+    finally:
+        assert writer.wait(timeout=30) == 0
+    assert live.returncode == 0, live.stderr[-2000:]
+    assert "read through a private copy" in live.stderr, live.stderr[-2000:]
+    copy = mirror_path(segments_dir(str(path)), str(state))
+    sent_live = {a["fields"]["step"] for a in emulator.state()["applied"]
+                 if a["endpoint"] == "log_metric"}
+    assert sent_live  # what was sealed while the run was live
+    after = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert after.returncode == 0, after.stderr[-2000:]
+    want = Counter(journal_item_list(copy, str(state)))
+    have = Counter(applied_item_list(emulator.state()))
+    assert want == have, (want - have, have - want)  # every call once, after the end
+    steps = {i[4] for i in have if i[1] == "metric"}
+    assert steps == set(range(max(steps) + 1)) and max(steps) > max(sent_live)

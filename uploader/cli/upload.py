@@ -17,7 +17,7 @@ from comet_journal.uploader.cli.options import (EXIT_CODES_HELP, EXIT_ERROR, EXI
                                                 parse_deadline, pending_reports,
                                                 rejection_text, resolve_or_exit,
                                                 retry_options, server_options, setup_logging,
-                                                target_config)
+                                                stale_after_option, target_config)
 from comet_journal.uploader.cli.progress import ProgressBar, finish_bar
 from comet_journal.uploader.errors import AuthError, ConfigError, UploadError, redact
 from comet_journal.uploader.wire.retry import DEFAULT_DEADLINE_S, RetryPolicy, ServerGate
@@ -51,17 +51,22 @@ from comet_journal.uploader.wire.capabilities import SDK_ROUTES_HINT
 @click.option("--busy-timeout", type=click.FloatRange(0, None), default=30.0,
               show_default=True, help="Seconds to wait for a journal that another process "
               "holds locked before giving up on it (exit 1).")
+@stale_after_option
 @state_option
 def upload_command(journals, api_key, api_key_file, url, workspace, project_name, ca_bundle,
                    concurrency, batch, batch_size, deadline, backoff_base, backoff_cap,
                    timeout, retry_rejected, wait, dry_run, as_json, progress, quiet, verbose,
-                   busy_timeout, state_dir) -> None:
+                   busy_timeout, stale_after, state_dir) -> None:
     """Upload each JOURNAL: every pending call, in journal order, exactly once. A directory
     means every journal (*.db) under it.
 
     Progress is recorded in the uploader's state directory (--state; never in the journal or
     its directory) as the server acknowledges each call: stop it at any point (even kill -9)
     and run the same command again to continue.
+
+    A run that seals segments (a directory run) is read from its sealed segments through a
+    private copy in the state directory, never by opening a journal another host may be
+    writing; so is a journal whose writer died (no change for --stale-after).
 
     \b
     Examples:
@@ -78,6 +83,7 @@ def upload_command(journals, api_key, api_key_file, url, workspace, project_name
     set_busy_timeout(busy_timeout)
     journals = expand_directories(journals)
     journals = journals_for_upload(journals, state_dir)  # ARCHIVE.zip: its imported journal
+    journals = _readable_sources(journals, state_dir, stale_after, quiet or as_json)
     if dry_run:
         sys.exit(_dry_run(journals, url, workspace, project_name, as_json,
                           key_given=bool(api_key or api_key_file)))
@@ -131,6 +137,25 @@ def upload_command(journals, api_key, api_key_file, url, workspace, project_name
     if as_json:
         click.echo(json.dumps({"exit_code": exit_code, "journals": results}, sort_keys=True))
     sys.exit(exit_code)
+
+
+def _readable_sources(journals, state_dir, stale_after_s: float, silent: bool) -> list[str]:
+    """The file to read for each journal (:class:`RunSources`: sealed segments or a dead
+    writer's journal through a private copy); exits when one may be live on another host."""
+    from comet_journal.uploader.watch.sources import WAITING_DETAIL, RunSources
+
+    sources = RunSources(state_dir, stale_after_s)
+    out = []
+    for path in journals:
+        source = sources.upload_path(path)
+        if source is None:
+            error(f"{path}: not uploaded now: {WAITING_DETAIL}",
+                  "upload it where it is written, run 'comet-upload watch' here, or wait")
+            sys.exit(EXIT_ERROR)
+        if source != path and not silent:
+            click.echo(f"{path}: read through a private copy, {source}", err=True)
+        out.append(source)
+    return out
 
 
 def _print_summary(s, batch: bool) -> None:
