@@ -191,14 +191,15 @@ class TwoHostView:
         return attrs is None or (attrs["st_ino"], attrs["st_size"], attrs["st_mtime"]) != (
             st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list:
+        """Names with their type (as NFS's READDIRPLUS gives it: no stat to tell a directory)."""
         self._count(self.ops, "readdir")
         with self._lock:
             cached = self._listings.get(path)
         if cached is not None and time.monotonic() < cached[0]:
             return [".", "..", *cached[1]]
         self._count(self.server, "readdir")
-        names = []
+        entries = []
         for name in os.listdir(self._real(path)):
             child = os.path.join(path, name)
             try:
@@ -206,11 +207,11 @@ class TwoHostView:
             except FileNotFoundError:
                 continue
             if self._visible(child, st) or child in self._shown:
-                names.append(name)
+                entries.append((name, {"st_mode": stat.S_IFMT(st.st_mode)}, 0))
         expires = self._lifetime(self.faults.dir_ms)
         with self._lock:
-            self._listings[path] = (expires, names)
-        return [".", "..", *names]
+            self._listings[path] = (expires, entries)
+        return [".", "..", *entries]
 
     def open(self, path: str, flags: int) -> int:
         self._count(self.ops, "open")
