@@ -101,7 +101,7 @@ class TwoHostView:
         self._lock = threading.Lock()
         self._rng = random.Random(faults.seed)
         self._attrs: dict[str, tuple[float, dict | None]] = {}  # path -> (expires, attrs)
-        self._listings: dict[str, tuple[float, list[str]]] = {}  # dir -> (expires, names)
+        self._listings: dict[str, tuple[float, list]] = {}  # dir -> (expires, entries)
         self._born: dict[tuple[str, int], float] = {}  # (name, inode) -> first seen
         self._shown: dict[str, int] = {}  # name -> the inode last shown there
         self._handles: dict[int, _Handle] = {}
