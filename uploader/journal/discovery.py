@@ -13,6 +13,7 @@ from typing import Final, Iterator
 
 from comet_journal.schema.errors import JournalError, NotAJournalError
 from comet_journal.schema.journal import is_journal, read_header
+from comet_journal.schema.segments import SEGMENTS_SUFFIX
 
 DEFAULT_PATTERN: Final = "*.db"
 
@@ -31,7 +32,8 @@ def iter_matching(roots: list[str], pattern: str = DEFAULT_PATTERN) -> Iterator[
             yield os.path.abspath(root)
             continue
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames  # a run's segments hold no journals
+                                 if not d.startswith(".") and not d.endswith(SEGMENTS_SUFFIX))
             for name in sorted(filenames):
                 if matches(name, pattern):
                     yield os.path.abspath(os.path.join(dirpath, name))

@@ -33,7 +33,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
-from comet_journal.schema.errors import JournalError, JournalLockedError, NotAJournalError
+from comet_journal.schema.errors import (JournalError, JournalLockedError, JournalNotFoundError,
+                                         NotAJournalError)
 from comet_journal.uploader.config import UploadConfig
 from comet_journal.uploader.journal.discovery import classify, iter_matching
 from comet_journal.uploader.errors import AuthError, LockedError, UploadError, redact
@@ -81,7 +82,7 @@ class WatchDaemon:
         self._running: dict[str, Future] = {}
         self._upload_stops: set[threading.Event] = set()
         self._ignored: set[str] = set()  # files matching the pattern that are no journals
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # stop() runs in a signal handler, maybe while held
         self._fatal: str | None = None
         self.events = JournalEvents(self.roots, self.options.pattern,
                                     self.options.poll_interval)
@@ -224,6 +225,8 @@ class WatchDaemon:
             self._set(entry, STALE_STATE, f"no growth for {liveness.idle_s:.0f}s and no live "
                       "writer: its run died without ending (not marked finished)",
                       level="warning", locked=True)
+        elif liveness.state == ENDED:  # its end showed after its last turn: one more finishes it
+            entry.state, entry.next_try = QUEUED, 0.0
 
     # --- scheduling -----------------------------------------------------------------------------
 
@@ -292,6 +295,9 @@ class WatchDaemon:
             return
         except JournalLockedError as exc:  # another program holds the file: not damage
             self._set(entry, BUSY, str(exc), retry_in=BUSY_RETRY_S)
+            return
+        except JournalNotFoundError as exc:  # not there *yet* (nothing sealed readable): wait
+            self._set(entry, WAITING, str(exc), retry_in=BUSY_RETRY_S)
             return
         except JournalError as exc:
             self._set(entry, FAILED, str(exc), level="error")
