@@ -225,8 +225,6 @@ class WatchDaemon:
             self._set(entry, STALE_STATE, f"no growth for {liveness.idle_s:.0f}s and no live "
                       "writer: its run died without ending (not marked finished)",
                       level="warning", locked=True)
-        elif liveness.state == ENDED:  # its end showed after its last turn: one more finishes it
-            entry.state, entry.next_try = QUEUED, 0.0
 
     # --- scheduling -----------------------------------------------------------------------------
 
