@@ -166,7 +166,7 @@ def test_a_one_shot_upload_reads_a_live_sealed_run_through_its_private_copy(emul
     runs, state = tmp_path / "runs", tmp_path / "state"
     runs.mkdir()
     path = runs / "run.db"
-    writer = _writer(path, 2.5)
+    writer = _writer(path, 0)  # writes until told to stop
     assert writer.stdout.readline()
     time.sleep(1.5)  # a few seals
     prefix = _read_only_prefix(runs)
@@ -178,7 +178,9 @@ def test_a_one_shot_upload_reads_a_live_sealed_run_through_its_private_copy(emul
         live = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
         assert os.path.exists(str(path) + "-wal") and writer.poll() is None  # still writing
     finally:
-        assert writer.wait(timeout=30) == 0
+        writer.send_signal(signal.SIGTERM)  # the recorder seals and records the end
+        writer.wait(timeout=30)
+    assert os.path.exists(os.path.join(segments_dir(str(path)), ENDED_FILE_NAME))
     assert live.returncode == 0, live.stderr[-2000:]
     assert "read through a private copy" in live.stderr, live.stderr[-2000:]
     copy = mirror_path(segments_dir(str(path)), str(state))
