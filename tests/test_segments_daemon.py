@@ -194,3 +194,35 @@ def test_a_one_shot_upload_reads_a_live_sealed_run_through_its_private_copy(emul
     assert want == have, (want - have, have - want)  # every call once, after the end
     steps = {i[4] for i in have if i[1] == "metric"}
     assert steps == set(range(max(steps) + 1)) and max(steps) > max(sent_live)
+
+
+def test_a_sealed_run_whose_live_file_reads_torn_is_uploaded_from_its_segments(emulator,
+                                                                              tmp_path):
+    # Across hosts the live journal may read torn (zeros where pages are not yet visible):
+    # the daemon judges a sealed run by its segments, never by that file's header.
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    path = runs / "run.db"
+    assert _writer(path, 0.3).wait(timeout=30) == 0
+    with open(path, "r+b") as f:
+        f.write(b"\0" * 100)  # the SQLite header, as a torn read shows it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
+                               "--poll", "0.3", "--json-log", str(runs)],
+                              stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            want, have = _on_server(emulator, path)
+            if want and want == have:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=20)
+    assert want and want == have, (want - have, have - want)
+    states = [json.loads(line).get("state") for line in err.splitlines()
+              if line.startswith("{") and json.loads(line).get("journal") == str(path)]
+    assert states and states[-1] == "uploaded", err[-2000:]

@@ -168,8 +168,9 @@ class WatchDaemon:
             if entry is None:
                 if not os.path.exists(path):
                     return
-                try:
-                    broken = classify(path)
+                try:  # a sealed run is read from its verified segments only: the live
+                    # file's header (torn or ESTALE across hosts) is not even looked at
+                    broken = None if self._sources.sealed.applies(path) else classify(path)
                 except NotAJournalError as exc:
                     if path not in self._ignored:  # another program's file: say so once
                         self._ignored.add(path)
