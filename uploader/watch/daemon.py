@@ -193,7 +193,7 @@ class WatchDaemon:
                 if signature == entry.scanned:
                     return
                 entry.scanned = signature
-        end = self._end(path)
+        end = self._sources.readable_end(path)
         with self._lock:
             if end is not None and end > entry.seen_end and entry.state not in (UPLOADING,
                                                                                  QUEUED):
@@ -201,23 +201,9 @@ class WatchDaemon:
             elif from_scan and entry.state == LIVE_STATE:
                 self._recheck_liveness(entry)
 
-    def _end(self, path: str) -> int | None:
-        """The run's last seq in the file read for it (:mod:`.sources`: a private copy
-        when it seals segments or its writer is gone; None: nothing readable now)."""
-        try:
-            return self._sources.end(path)
-        except (OSError, sqlite3.Error, JournalError):
-            return None
-
-    def _liveness(self, path: str):
-        return self._sources.liveness(path)
-
-    def _upload_path(self, path: str) -> str | None:
-        return self._sources.upload_path(path)
-
     def _recheck_liveness(self, entry: JournalEntry) -> None:
         try:
-            liveness = self._liveness(entry.path)
+            liveness = self._sources.liveness(entry.path)
         except sqlite3.Error:
             return
         if liveness.state == ENDED:  # ended with no growth since its last turn (the caller
@@ -253,7 +239,7 @@ class WatchDaemon:
                 entry.state = UPLOADING
                 entry.last_started = now
                 entry.signature = journal_signature(entry.path)
-                end = self._end(entry.path)
+                end = self._sources.readable_end(entry.path)
                 entry.seen_end = end if end is not None else entry.seen_end
                 self._running[entry.path] = pool.submit(self._upload_one, entry)
 
@@ -281,7 +267,7 @@ class WatchDaemon:
                                      **{k: v for k, v in wanted.items() if k in have})
         try:
             try:
-                source = self._upload_path(entry.path)
+                source = self._sources.upload_path(entry.path)
                 if source is None:
                     self._set(entry, LIVE_STATE, WAITING_DETAIL)
                     return
@@ -337,12 +323,12 @@ class WatchDaemon:
             entry.next_try = time.monotonic()
             return
         try:
-            liveness = self._liveness(entry.path)
+            liveness = self._sources.liveness(entry.path)
         except sqlite3.Error as exc:
             self._set(entry, FAILED, f"cannot read: {exc}", level="error")
             return
         entry.live = liveness.state == LIVE  # keep-alives go to live runs, queued or not
-        end = self._end(entry.path)
+        end = self._sources.readable_end(entry.path)
         if end is not None and end > entry.seen_end:
             self._set(entry, QUEUED, "grew while uploading")
         elif liveness.state == ENDED and summary.not_sendable:
@@ -361,7 +347,7 @@ class WatchDaemon:
 
     def _finished(self, entry: JournalEntry) -> None:
         from comet_journal.uploader.journal.progress import Progress
-        progress = Progress(self._upload_path(entry.path), self.config.identity, self.config.url,
+        progress = Progress(self._sources.upload_path(entry.path), self.config.identity, self.config.url,
                             self.config.workspace, self.config.project, self.config.state_dir)
         try:
             progress.mark_completed()

@@ -17,9 +17,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 
+from comet_journal.schema.errors import JournalError
 from comet_journal.uploader.journal.liveness import (ENDED, LIVE, STALE, Liveness,
                                                      journal_liveness, last_change)
 from comet_journal.uploader.journal.private_copy import (PrivateCopy, carry_progress,
@@ -82,6 +84,14 @@ class RunSources:
             return self.sealed.end(path)
         source = self.upload_path(path)
         return None if source is None else journal_end(source)
+
+    def readable_end(self, path: str) -> int | None:
+        """:meth:`end`, or None when nothing is readable now (the file is being replaced,
+        torn, or gone for a moment: the next scan looks again)."""
+        try:
+            return self.end(path)
+        except (OSError, sqlite3.Error, JournalError):
+            return None
 
     def liveness(self, path: str) -> Liveness:
         if SegmentedRuns.applies(path):
