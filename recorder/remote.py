@@ -167,6 +167,7 @@ class RemoteMixin:
         """Refused with a warning (counted; ``strict=True`` raises): a 3D point cloud's upload
         needs the server's answer (its asset id) between its requests, which a journal cannot
         replay, and no other route carries it. The SDK itself drops it without Pillow."""
-        raise ValueError("a 3D point cloud has no route a journal can replay (its upload needs "
+        raise ValueError("log_points_3d(): a 3D point cloud has no route a journal can replay "
+                         "(its upload needs "
                          "the server's asset id between requests); log the points as an asset "
                          "(log_asset_data) to keep them")

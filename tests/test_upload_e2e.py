@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from comet_journal.emulator.testing import EmulatorClient
 from test_upload_support import (CLI, FAST, KEY, ROOT, applied_counts, assert_server_matches,
                                  make_journal, new_experiment, run_cli, upload)
 
@@ -193,6 +194,22 @@ def test_batch_mode_and_fallback(emulator_factory, tmp_path):
 
 # --- crashes, locks, live journals ----------------------------------------------------------
 
+def _applied_count(emu) -> int:
+    client = EmulatorClient(emu)
+    try:
+        state = client.get("/emulator/state", params={"summary": "1"}).json()
+    finally:
+        client.close()
+    return sum(state["applied"].values())
+
+
+def _wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def test_kill_9_mid_upload_then_resume(emulator_factory, tmp_path):
     path = make_journal(tmp_path / "run.db", experiments=2, points=300)
     emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 4},
@@ -200,11 +217,13 @@ def test_kill_9_mid_upload_then_resume(emulator_factory, tmp_path):
                                               "rate": 0.03}]})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["PYTHONPATH"] = ROOT
-    for delay in (0.8, 0.6):
+    for delay in (0.3, 0.1):
+        before = _applied_count(emu)
         proc = subprocess.Popen([*CLI, "--url", emu.url, "--api-key", KEY, *FAST,
                                  "--concurrency", "4", path], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        _wait_until(lambda: _applied_count(emu) > before or proc.poll() is not None)
+        time.sleep(delay)  # killed mid-upload, however slow the machine is to start it
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert 0 < len(emu.state()["applied"])
@@ -222,7 +241,7 @@ def test_second_uploader_refuses_or_waits(emulator, journal):
     first = subprocess.Popen([*CLI, "--url", emulator.url, "--api-key", KEY,
                               "--concurrency", "1", journal],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.8)
+    _wait_until(lambda: _applied_count(emulator) > 0)  # the first holds the journal now
     second = upload(emulator, journal)
     assert second.returncode == 1 and "another comet-upload" in second.stderr
     waiting = upload(emulator, journal, "--wait", "--json", timeout=120)
