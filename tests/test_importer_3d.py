@@ -134,8 +134,36 @@ def test_a_lost_answer_to_the_container_creation_makes_no_second_asset(
     on_server = _server_clouds(emulator, server_key)
     assert [c["name"] for c in on_server] == [c["name"] for c in _clouds(cloud_archive, True)]
     assert all(i["uploads"] == 1 for c in on_server for i in c["items"].values())
+    assert emulator.state()["faults"]["drop_after"] == 2  # two creations lost their answer
     applied = [a for a in emulator.state()["applied"] if a["endpoint"] == "clientlib_asset_3d"]
-    assert len(applied) == CLOUDS
+    assert len(applied) == CLOUDS  # found by the read-back, never made twice
+    journal = str(state / "imported" / f"{_key(cloud_archive)}.db")
+    result = compare([journal], emulator.state())
+    assert result.ok, result.describe()
+
+
+def test_a_cloud_left_half_sent_by_an_earlier_run_is_finished_in_its_container(
+        emulator, cloud_archive, tmp_path, monkeypatch):
+    """The first run made the containers but could not add the items (the route answered
+    503 until the deadline); the next run finds each container and fills it."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))
+    emulator.set_faults({"rules": [{"route": "clientlib_asset_item", "kind": "status",
+                                    "status": 503}]})
+    first = upload(emulator, cloud_archive, "--state", state, "--deadline", "2", "--json")
+    assert first.returncode != 0
+    made = [a for a in emulator.state()["applied"] if a["endpoint"] == "clientlib_asset_3d"]
+    assert made and not any(c["items"] for c in emulator.state()["experiments"][
+        made[0]["experimentKey"]]["points3d"])
+    emulator.set_faults({"rules": []})
+    summary = json.loads(upload(emulator, cloud_archive, "--state", state, "--json",
+                                check=0).stdout)["journals"][0]
+    assert summary["rejected"] == 0
+    on_server = _server_clouds(emulator, made[0]["experimentKey"])
+    assert [c["name"] for c in on_server] == [c["name"] for c in _clouds(cloud_archive, True)]
+    assert all(i["uploads"] == 1 for c in on_server for i in c["items"].values())
+    assert len([a for a in emulator.state()["applied"]
+                if a["endpoint"] == "clientlib_asset_3d"]) == CLOUDS
     journal = str(state / "imported" / f"{_key(cloud_archive)}.db")
     result = compare([journal], emulator.state())
     assert result.ok, result.describe()
