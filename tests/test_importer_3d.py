@@ -127,8 +127,8 @@ def test_a_lost_answer_to_the_container_creation_makes_no_second_asset(
                                     "count": 2}]})
     state = tmp_path / "state"
     monkeypatch.setenv("COMET_JOURNAL_STATE", str(state))
-    summary = json.loads(upload(emulator, cloud_archive, "--state", state, "--json",
-                                check=0).stdout)["journals"][0]
+    summary = json.loads(upload(emulator, cloud_archive, "--state", state, "--json", "--batch",
+                                check=0).stdout)["journals"][0]  # batched: the default
     assert summary["rejected"] == 0, summary
     server_key = summary["experiments"][0]["server_key"]
     on_server = _server_clouds(emulator, server_key)
