@@ -95,7 +95,7 @@ class Points3DSender:
     def _fillers(self, call: Call, key: str | None, asset_id: str):
         """The thumbnail, then each item: ``(step, endpoint, payload)``."""
         p = call.payload
-        params = {"apiKey": None, "experimentKey": key}
+        params = {"experimentKey": key}  # the API key travels in the header, never here
         if p.get("thumbnail"):
             yield "thumbnail", "clientlib_asset_thumbnail", {
                 "assetId": asset_id, "thumbnail": p["thumbnail"],
