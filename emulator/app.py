@@ -115,7 +115,8 @@ class Application:
         if route.kind == WRITE:
             return handle_write(route.endpoint, request, store=self.store,
                                 base_url=self.base_url,
-                                default_workspace=self.default_workspace, dedupe=self.dedupe)
+                                default_workspace=self.default_workspace, dedupe=self.dedupe,
+                                path_params=route.path_params)
         if route.kind == READ:
             with self.store.reading() as conn:
                 result = handle_read(route.read_path, ReadContext(

@@ -144,22 +144,41 @@ def _asset_upload(ctx: WriteContext) -> dict:
 
 @applier("clientlib_asset_3d")
 def _asset_3d(ctx: WriteContext) -> dict:
-    return ctx.response(assetId=new_id())
+    """A 3D point cloud's container: an asset of its own, filled by the two routes below."""
+    asset_id = store_upload(ctx, data=None, asset_id=new_id(),
+                            file_name=ctx.values.get("userFileName"),
+                            asset_type=ctx.values.get("assetType") or "3d-image")
+    return ctx.response(assetId=asset_id)
 
 
 @applier("clientlib_asset_item", "clientlib_asset_thumbnail")
 def _asset_item(ctx: WriteContext) -> dict:
-    """The experiment travels inside the ``requestParams`` part (JSON)."""
+    """The experiment travels inside the ``requestParams`` part (JSON); the container's id
+    too for an item (in the path for a thumbnail). Stored as a row of the container's id."""
     try:
         params = json.loads(ctx.values["requestParams"])
     except ValueError:
         raise bad_request(f"{ctx.endpoint.name}: requestParams is not JSON") from None
-    key = params.get("experimentKey") if isinstance(params, dict) else None
+    params = params if isinstance(params, dict) else {}
+    key = params.get("experimentKey")
     if key is not None:
         row = ctx.store.experiment(ctx.conn, key)
         if row is None or row["deleted"]:
             raise unknown_experiment(key)
         ctx.experiment_key = key
+    asset_id = ctx.values.get("assetId") or params.get("assetId")
+    if ctx.experiment_key is None or not isinstance(asset_id, str):
+        return ctx.response()  # nothing to attach it to (the SDK's probes of the route)
+    if not any(a["asset_id"] == asset_id and a["endpoint"] == "clientlib_asset_3d"
+               for a in ctx.store.assets(ctx.conn, ctx.experiment_key)):
+        raise bad_request(f"{ctx.endpoint.name}: no 3D asset {asset_id!r} in experiment "
+                          f"{ctx.experiment_key}")
+    thumbnail = ctx.endpoint.name == "clientlib_asset_thumbnail"
+    file = ctx.files.get("thumbnail" if thumbnail else "assetItemContent")
+    store_upload(ctx, data=file.data if file else None, asset_id=asset_id,
+                 file_name="thumbnail" + (params.get("thumbnailExtension") or "")
+                 if thumbnail else params.get("userFileName"),
+                 asset_type="3d-thumbnail" if thumbnail else params.get("assetItemType"))
     return ctx.response()
 
 

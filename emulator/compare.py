@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from comet_journal.schema.blobs import is_blob_ref, read_blob
-from comet_journal.schema.catalogue import ENDPOINTS
+from comet_journal.schema.catalogue import ENDPOINTS, POINTS_3D, POINTS_3D_ITEMS
 from comet_journal.schema.ordering import BARRIER, ORDERING
 from comet_journal.schema.wire_times import STAMPED, StreamClock
 
@@ -29,6 +29,7 @@ from comet_journal.schema.wire_times import STAMPED, StreamClock
 POSITIONED_KINDS = frozenset({"metric", "output", "cpu_metrics", "ram_metrics", "load_metrics",
                               "gpu_metrics", "experiment_keepalive"})
 _ASSETS = ("upload_asset", "upload_git_patch", "upload_text_sample")
+_POINTS_3D_PARTS = ("clientlib_asset_item", "clientlib_asset_thumbnail")
 _IGNORED_FIELDS = {"experimentKey", "experimentId", "apiKey"}  # (the server key)
 _TIMESTAMPED = frozenset(e.name for e in ENDPOINTS.values()
                          if any(f.name == "timestamp" for f in e.fields))
@@ -94,6 +95,8 @@ def journal_item_list(path: str, state_dir: str | None = None) -> list[tuple]:
                     out.append((key, "name", p["experimentName"]))
             elif endpoint == "log_metric":
                 out.append(_metric(key, p, ts))
+            elif endpoint == POINTS_3D:
+                out.extend(_journal_cloud(key, p))
             elif endpoint == "log_parameter":
                 out.append(_param(key, p, ts))
             elif endpoint == "log_output":
@@ -119,6 +122,7 @@ def applied_item_list(state: dict) -> list[tuple]:
     """The items the server applied, in apply order (the daemon's own keep-alive beats,
     which carry no Idempotency-Key and belong to no journal, are left out)."""
     out: list[tuple] = []
+    clouds: Counter = Counter()  # 3D assets met so far, per experiment
     for a in state["applied"]:
         ep, key, f = a["endpoint"], a["experimentKey"], dict(a["fields"])
         if ep == "experiment_keepalive" and a.get("idempotencyKey") is None:
@@ -141,6 +145,10 @@ def applied_item_list(state: dict) -> list[tuple]:
             out.extend(_param(key, v, None) for v in f["values"])
         elif ep in ("log_output", "batch_output"):
             out.extend(_line(key, line) for line in f["outputLines"])
+        elif ep == "clientlib_asset_3d":
+            out.extend(_server_cloud(key, f, state, clouds))
+        elif ep in _POINTS_3D_PARTS:
+            continue  # compared through the cloud's parts (the state's view)
         elif ep in _ASSETS:
             size = f["file"]["size"] if "file" in f else len(f["content"].encode())
             out.append((key, ep, f.get("fileName"), f.get("step"), size))
@@ -150,6 +158,31 @@ def applied_item_list(state: dict) -> list[tuple]:
             if ep in ("log_other", "log_html"):
                 rest.pop("timestamp", None)
             out.append((key, ep, _canon(rest)))
+    return out
+
+
+def _journal_cloud(key, p: dict) -> list[tuple]:
+    """A 3D point cloud: its container, then each part (thumbnail, items) by size."""
+    parts = [(key, "points3d_part", p["userFileName"], p.get("step"), name, p[field]["size"])
+             for field, name in (("thumbnail", "thumbnail"), *POINTS_3D_ITEMS.items())
+             if is_blob_ref(p.get(field))]
+    return [(key, "points3d", p["userFileName"], p.get("step"),
+             _canon(p.get("metadata")))] + parts
+
+
+def _server_cloud(key, f: dict, state: dict, clouds: Counter) -> list[tuple]:
+    """An applied container and the parts the server holds in it (a resent part replaces
+    its earlier upload: one part each)."""
+    index = clouds[key]
+    clouds[key] += 1
+    out = [(key, "points3d", f.get("userFileName"), f.get("step"), _canon(f.get("metadata")))]
+    views = (state.get("experiments", {}).get(key) or {}).get("points3d") or []
+    if index < len(views):
+        cloud = views[index]
+        parts = [("thumbnail", cloud["thumbnail"])] if cloud["thumbnail"] else []
+        parts += list(cloud["items"].items())
+        out += [(key, "points3d_part", cloud["name"], cloud["step"], name, part["size"])
+                for name, part in parts]
     return out
 
 
@@ -225,8 +258,10 @@ def _stream(item: tuple):
         return (item[0], kind, item[2])
     if kind == "log_other":
         return (item[0], kind, json.loads(item[2]).get("key"))
-    if kind in _ASSETS:
+    if kind in _ASSETS or kind == "points3d":
         return (item[0], kind, item[2])
+    if kind == "points3d_part":
+        return None
     return (item[0], kind)
 
 

@@ -214,7 +214,8 @@ def _git_patch(ctx: ReadContext) -> Any:
 # --- assets ------------------------------------------------------------------------------------
 
 def _asset_rows(ctx: ReadContext) -> list[sqlite3.Row]:
-    rows = views.visible_assets(ctx.store.assets(ctx.conn, ctx.experiment()["key"]))
+    rows = views.visible_assets(views.listed_assets(
+        ctx.store.assets(ctx.conn, ctx.experiment()["key"])))
     wanted = ctx.query.get("type")
     if wanted and wanted != "all":
         rows = [r for r in rows if (r["type"] or "asset") == wanted]

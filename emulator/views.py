@@ -229,6 +229,41 @@ def asset_json(row: sqlite3.Row, base_url: str) -> dict:
     }
 
 
+# A 3D asset's parts: rows of the container's id, listed inside it, not as assets.
+POINTS_3D_PARTS = ("clientlib_asset_item", "clientlib_asset_thumbnail")
+
+
+def listed_assets(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
+    """The rows ``experiment/asset/list`` shows: all but a 3D asset's thumbnail and items."""
+    return [r for r in rows if r["endpoint"] not in POINTS_3D_PARTS]
+
+
+def points_3d(rows: list[sqlite3.Row]) -> list[dict]:
+    """Each 3D asset with its thumbnail and items (the last upload of each item name wins,
+    as a resend replaces it; ``uploads`` counts them)."""
+    clouds = {r["asset_id"]: {"assetId": r["asset_id"], "name": r["file_name"],
+                              "step": r["step"], "metadata": _json(r["metadata"]),
+                              "thumbnail": None, "thumbnailUploads": 0, "items": {}}
+              for r in rows if r["endpoint"] == "clientlib_asset_3d"}
+    for r in rows:
+        cloud = clouds.get(r["asset_id"])
+        if cloud is None or r["endpoint"] not in POINTS_3D_PARTS:
+            continue
+        part = {"sha256": r["sha256"], "size": r["size"]}
+        if r["endpoint"] == "clientlib_asset_thumbnail":
+            cloud["thumbnail"] = part
+            cloud["thumbnailUploads"] += 1
+        else:
+            uploads = cloud["items"].get(r["file_name"], {}).get("uploads", 0)
+            cloud["items"][r["file_name"]] = {"type": r["type"], **part,
+                                              "uploads": uploads + 1}
+    return list(clouds.values())
+
+
+def _json(text: str | None):
+    return None if text is None else json.loads(text)
+
+
 def visible_assets(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
     """Uploads minus those a later ``overwrite`` upload of the same file name replaced."""
     visible: list[sqlite3.Row] = []
@@ -292,6 +327,7 @@ def experiment_view(store: Store, conn: sqlite3.Connection, row: sqlite3.Row) ->
         "statusReport": status_reports or None,
         "symlinks": [_fields(r)["projectName"] for r in of(("project_symlink",))],
         "assets": [_asset_view(a) for a in store.assets(conn, row["key"])],
+        "points3d": points_3d(store.assets(conn, row["key"])),
     }
 
 

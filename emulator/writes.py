@@ -87,9 +87,13 @@ def _experiment_key(values: dict) -> str | None:
 
 
 def handle_write(endpoint: Endpoint, request: Request, *, store: Store, base_url: str,
-                 default_workspace: str, dedupe: bool) -> Response:
-    """Apply one write request (see the module docstring); raise :class:`ApiError`."""
+                 default_workspace: str, dedupe: bool,
+                 path_params: dict | None = None) -> Response:
+    """Apply one write request (see the module docstring); raise :class:`ApiError`.
+
+    ``path_params``: the values a templated path names (``asset/{assetId}/thumbnail``)."""
     fields = collect_fields(endpoint, request)
+    fields.values.update(path_params or {})
     try:
         validate(endpoint, fields.values, allow_unknown=True)
     except CatalogueError as exc:

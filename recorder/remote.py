@@ -1,5 +1,5 @@
 """Calls that only the official SDK's routes carry: remote assets and models, model
-registration, dependencies, the script's file name and cloud details.
+registration, dependencies, the script's file name, cloud details and 3D point clouds.
 
 They are journaled like any call, as the SDK's routes take them (``schema.catalogue``'s
 ``JOURNALED_SDK_ROUTES``); the uploader sends them where the server offers those routes and
@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from comet_journal.recorder import validation as check
+from comet_journal.recorder.points3d import build_cloud, thumbnail
 from comet_journal.recorder.tolerance import tolerant
+from comet_journal.schema.catalogue import POINTS_3D
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +166,18 @@ class RemoteMixin:
     @tolerant
     def log_points_3d(self, scene_name: Any, points: Any = None, boxes: Any = None,
                       step: Any = None, metadata: dict | None = None) -> None:
-        """Refused with a warning (counted; ``strict=True`` raises): a 3D point cloud's upload
-        needs the server's answer (its asset id) between its requests, which a journal cannot
-        replay, and no other route carries it. The SDK itself drops it without Pillow."""
-        raise ValueError("log_points_3d(): a 3D point cloud has no route a journal can replay "
-                         "(its upload needs "
-                         "the server's asset id between requests); log the points as an asset "
-                         "(log_asset_data) to keep them")
+        """Journal a 3D point cloud: its points and boxes files and thumbnail go into the
+        blob store, the call is the SDK's (``asset``, then its thumbnail and items), which
+        the uploader sends where the server offers the SDK's routes."""
+        method = "log_points_3d"
+        if not isinstance(scene_name, str) or not scene_name:
+            raise check.type_error(method, "scene_name", "a non-empty string", scene_name)
+        step = check.step(method, "step", step)
+        metadata = _metadata(method, metadata)
+        cloud = build_cloud(points, boxes)
+        picture = thumbnail(cloud)
+        self._record(POINTS_3D, {
+            "userFileName": scene_name, "step": step, "metadata": cloud.metadata(metadata),
+            "points": self._store_bytes(cloud.points) if cloud.points else None,
+            "boxes": self._store_bytes(cloud.boxes) if cloud.boxes else None,
+            "thumbnail": self._store_bytes(picture) if picture else None})

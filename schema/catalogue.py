@@ -410,6 +410,19 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
                Field("event_name", STR), Field("experiment_key", STR)),
 )
 
+# A 3D point cloud (``log_points_3d``), journaled as one compound call: the uploader sends it
+# as the SDK does, in three steps through the routes above (``clientlib_asset_3d`` makes the
+# container and answers its ``assetId``; ``clientlib_asset_thumbnail`` and
+# ``clientlib_asset_item`` fill it), finding a container an earlier attempt made before
+# making one (``uploader/send/points3d.py``). Its path is the first step's.
+POINTS_3D: Final = "clientlib_points_3d"
+POINTS_3D_ITEMS: Final = {"points": "points.jsonl", "boxes": "boxes.jsonl"}  # field -> item name
+_POINTS_3D_ENDPOINT = _clientlib(
+    POINTS_3D, "POST", "asset", EXPERIMENT, _KEY, Field("userFileName", STR, required=True),
+    Field("step", INT), Field("metadata", JSON_OBJECT),
+    Field("thumbnail", FILE, location=PART, blob=True),
+    *(Field(name, FILE, location=PART, blob=True) for name in POINTS_3D_ITEMS))
+
 # SDK routes whose calls a journal holds: the items no documented endpoint carries (remote
 # assets and models, model registration, dependencies, the script's file name, cloud
 # details, the host's machine/OS release/processor). The recorder and the importer journal
@@ -418,7 +431,7 @@ _SDK_ENDPOINT_LIST: tuple[Endpoint, ...] = (
 JOURNALED_SDK_ROUTES: Final = ("clientlib_asset_upload", "clientlib_log_remote_model",
                                "registry_model_item_create", "experiment_dependencies",
                                "experiment_file_path", "experiment_cloud_details",
-                               "clientlib_system_details")
+                               "clientlib_system_details", POINTS_3D)
 # What the recorder journals and every replay starts from: the documented endpoints and the
 # journaled SDK routes (``documented=False``).
 ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _ENDPOINT_LIST}
@@ -428,7 +441,9 @@ BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {(e.method, e.path): e for e 
 SDK_ENDPOINTS: Final[dict[str, Endpoint]] = {e.name: e for e in _SDK_ENDPOINT_LIST}
 SDK_BY_ROUTE: Final[dict[tuple[str, str], Endpoint]] = {
     (e.method, e.path): e for e in _SDK_ENDPOINT_LIST}
-ENDPOINTS.update((name, SDK_ENDPOINTS[name]) for name in JOURNALED_SDK_ROUTES)
+ENDPOINTS.update((name, SDK_ENDPOINTS[name]) for name in JOURNALED_SDK_ROUTES
+                 if name != POINTS_3D)
+ENDPOINTS[POINTS_3D] = _POINTS_3D_ENDPOINT  # journal-only: no route of its own
 
 
 def documented_endpoints() -> Iterable[Endpoint]:
@@ -438,7 +453,7 @@ def documented_endpoints() -> Iterable[Endpoint]:
 
 def blob_fields() -> frozenset[str]:
     """Names of the fields that hold a blob reference in the journal (any endpoint)."""
-    return frozenset(f.name for e in _ENDPOINT_LIST for f in e.fields if f.blob)
+    return frozenset(f.name for e in ENDPOINTS.values() for f in e.fields if f.blob)
 
 
 def endpoint_named(name: str) -> Endpoint:

@@ -82,6 +82,8 @@ ORDERING: Final[dict[str, Order]] = {
     "experiment_file_path": Order(ORDERED),
     "experiment_cloud_details": Order(ORDERED),
     "clientlib_system_details": Order(ORDERED),
+    # a 3D point cloud; same-name clouds in journal order (its read-back counts them)
+    "clientlib_points_3d": Order(ORDERED, "userFileName"),
 }
 
 

@@ -145,8 +145,8 @@ def test_a_server_without_the_sdk_routes_keeps_them_pending_and_says_so(
 
 
 def test_what_no_route_carries_is_listed_by_name(sdk_archive, tmp_path):
-    """A 3D point cloud (its upload needs the server's answer between requests) and fields no
-    route has are kept in the import report and listed by inspect, by name."""
+    """Fields no route has are kept in the import report and listed by inspect, by name; a
+    3D point cloud is no longer among them (tests/test_importer_3d.py): it is journaled."""
     cloud = {"type": "3d-image", "payload": {
         "name": "cloud", "upload_type": "asset-item", "items": [], "thumbnail_path": None,
         "metadata": {"xRange": [0, 1]}, "step": 4, "asset_id": None, "message_id": 999}}
@@ -159,14 +159,17 @@ def test_what_no_route_carries_is_listed_by_name(sdk_archive, tmp_path):
             out.writestr(info.filename, data)
     result = import_source(source, journal=tmp_path / "cloud.db")
     report = result.report.as_dict()
-    assert report["not_sendable"] == {"3d-image": 1}
+    assert report["not_sendable"] == {}
+    (cloud_call,) = [r["payload"] for r in rows(tmp_path / "cloud.db")
+                     if r["endpoint"] == "clientlib_points_3d"]
+    assert (cloud_call["userFileName"], cloud_call["step"]) == ("cloud", 4)
     sources = sum(1 for p in _by_type(sdk_archive)["parameter_msg"]
                   if (p.get("param") or p["params"]).get("source") not in (None, "manual"))
     assert sources >= 1  # curr_step, auto-logged: the parameter endpoint has no source
     assert report["dropped_fields"] == {"register_model.workspace": 1,
                                         "parameter_msg.source": sources}
     inspected = run_cli("inspect", tmp_path / "cloud.db", check=0).stdout
-    assert "kept, not sent (no route carries it): 3d-image x1" in inspected
+    assert "3d-image" not in inspected
     assert "field not sent (no route carries it): register_model.workspace x1" in inspected
     assert f"field not sent (no route carries it): parameter_msg.source x{sources}" \
         in inspected
@@ -245,24 +248,6 @@ def test_an_sdk_route_answering_404_is_held_for_the_run_not_rejected(emulator, t
     from comet_journal.emulator.compare import compare
     result = compare([journal], emulator.state())
     assert result.ok, result.describe()
-
-
-def test_recorder_refuses_3d_points_with_a_warning_never_raising(tmp_path, caplog):
-    journal = str(tmp_path / "run.db")
-    with new_experiment(journal) as exp:
-        for _ in range(3):
-            assert exp.log_points_3d("cloud", points=[[0, 0, 0]]) is None
-        summary = exp.end()
-    assert summary["refused"] == 3
-    warned = [r.getMessage() for r in caplog.records if "log_points_3d()" in r.getMessage()]
-    assert len(warned) == 1 and "3D point cloud" in warned[0]
-    assert {r["endpoint"] for r in rows(journal)} <= {"experiment_create",
-                                                      "experiment_start_end_time",
-                                                      "experiment_stop", "log_other",
-                                                      "system_details"}
-    with new_experiment(str(tmp_path / "strict.db"), strict=True) as strict:
-        with pytest.raises(ValueError, match="3D point cloud"):
-            strict.log_points_3d("cloud", points=[[0, 0, 0]])
 
 
 def test_capabilities_decide_every_journaled_route():

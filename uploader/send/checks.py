@@ -387,4 +387,6 @@ CHECKS: dict[str, Check | None] = {
     # client-made assetIds make a remote model's resend land on the same assets.
     "clientlib_log_remote_model": None,
     "registry_model_item_create": None,
+    # A 3D point cloud reads itself back, step by step (``points3d.Points3DSender``).
+    "clientlib_points_3d": None,
 }

@@ -10,7 +10,7 @@ loop (:meth:`Link.exchange`), whose ambiguous failures are read back before any 
 from __future__ import annotations
 
 from comet_journal.schema.blobs import MissingBlobError
-from comet_journal.schema.catalogue import ENDPOINTS
+from comet_journal.schema.catalogue import ENDPOINTS, POINTS_3D
 from comet_journal.uploader.errors import JournalDamagedError
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.groups import MetricGroup
@@ -18,6 +18,7 @@ from comet_journal.uploader.journal.progress import ExperimentTarget
 from comet_journal.uploader.send.batches import BatchSender
 from comet_journal.uploader.send.context import SendContext
 from comet_journal.uploader.send.create import Creator
+from comet_journal.uploader.send.points3d import Points3DSender
 from comet_journal.uploader.send.readback import ReadBack
 from comet_journal.uploader.wire.capabilities import Capabilities
 from comet_journal.uploader.wire.exchange import Link, Outcome
@@ -36,6 +37,7 @@ class Sender:
         self.capabilities = capabilities
         self.creator = Creator(link, context, builder, readback, capabilities)
         self.batches = BatchSender(link, context, readback, capabilities, self._send_call)
+        self.points3d = Points3DSender(link, context, builder, readback)
 
     def send(self, job, target: ExperimentTarget | None) -> Outcome:
         if self.context.may_be_on_server(_experiment_of(job)):
@@ -69,9 +71,12 @@ class Sender:
                                       ts_ms=call.ts_ms)
 
         self._resolve_projects(call)
-        outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
-                                     call.label(),
-                                     on_ambiguous=lambda: self.readback.applied(call, key, True))
+        if call.endpoint == POINTS_3D:  # a compound call: its steps read themselves back
+            outcome = self.points3d.send(call, key)
+        else:
+            outcome = self.link.exchange(
+                build, self.context.idempotency_key(call.seq), call.label(),
+                on_ambiguous=lambda: self.readback.applied(call, key, True))
         if outcome.status == 404 and not ENDPOINTS[call.endpoint].documented:
             self.capabilities.route_gone(call.endpoint)
             return Outcome(ok=False, held=True, status=404, attempts=outcome.attempts,

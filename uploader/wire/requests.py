@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 from comet_journal.schema import blobs as blob_store
-from comet_journal.schema.catalogue import BODY, ENDPOINTS, FILE, PART, QUERY, Endpoint, is_project_ref
+from comet_journal.schema.catalogue import (BODY, FILE, PART, QUERY, Endpoint, endpoint_named,
+                                            is_project_ref)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 DEFAULT_PROJECT = "general"  # Comet's default project when a journal names none
@@ -211,7 +212,7 @@ class RequestBuilder:
         :param ts_ms: the call's journal time; sent as ``timestamp`` where the endpoint has
             one and the payload does not.
         """
-        endpoint = ENDPOINTS[endpoint_name]
+        endpoint = endpoint_named(endpoint_name)
         known, has_ts, names_project = _shape(endpoint)
         values: dict[str, Any] = dict(self.overrides.apply(endpoint, payload)
                                       if names_project else payload)
@@ -229,6 +230,10 @@ class RequestBuilder:
         body: dict[str, Any] = {}
         params: dict[str, str] = {}
         parts: list[tuple] = []
+        path = endpoint.path
+        for name in list(values):  # a path parameter (``asset/{assetId}/thumbnail``)
+            if "{" + name + "}" in path:
+                path = path.replace("{" + name + "}", str(values.pop(name)))
         for name, value in values.items():
             if value is None:
                 continue
@@ -247,14 +252,14 @@ class RequestBuilder:
             else:
                 body[name] = value
         if parts:
-            return self._multipart(endpoint, params, body, parts, values)
+            return self._multipart(endpoint, path, params, body, parts, values)
         data = encode_json(body) if (body or endpoint.method != "GET") else None
-        return BuiltRequest(endpoint.method, endpoint.path, params, data,
+        return BuiltRequest(endpoint.method, path, params, data,
                             "application/json" if data is not None else None,
                             size=len(data or b""))
 
-    def _multipart(self, endpoint: Endpoint, params: dict, body: dict, parts: list,
-                   values: dict) -> BuiltRequest:
+    def _multipart(self, endpoint: Endpoint, path: str, params: dict, body: dict,
+                   parts: list, values: dict) -> BuiltRequest:
         boundary = uuid.uuid4().hex
         segments: list = []
         # JSON-located fields of a multipart endpoint (none in the catalogue today) would
@@ -285,6 +290,6 @@ class RequestBuilder:
             return MultipartBody(segments, blob_conn(), boundary)
 
         size = sum(len(s) if isinstance(s, bytes) else s[1] for s in segments)
-        return BuiltRequest(endpoint.method, endpoint.path, params, None,
+        return BuiltRequest(endpoint.method, path, params, None,
                             f"multipart/form-data; boundary={boundary}", stream=stream,
                             size=size, upload=True)
