@@ -52,6 +52,7 @@ EXPERIMENT_CALLS = {
     "experiment_file_path": lambda e, p: e.set_filename("train.py"),
     "experiment_cloud_details": lambda e, p: e.log_cloud_details("aws", {"region": "x"}),
     "clientlib_system_details": lambda e, p: e.log_system_details(machine="x86_64"),
+    "clientlib_points_3d": lambda e, p: e.log_points_3d("scene", points=[[0, 0, 0]]),
 }
 PROJECT_CALLS = {
     "project_create": lambda pr: pr.create("a project", public=False),
