@@ -37,6 +37,9 @@ from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options, Summary
 from comet_journal.uploader.send.context import SendContext
 from comet_journal.uploader.wire.exchange import Outcome
 
+# Rows parked in doubt (sent, outcome unknown) before they are resolved even while other
+# jobs are out: a bound on their memory and on how far the watermark lags behind.
+PARK_ROWS = 100_000
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 REPORT_EVERY_S = 0.2
 
@@ -82,6 +85,9 @@ class Dispatch:
         self.unrecorded = 0  # jobs handed out whose outcome is not committed yet
         self.answered = 0  # of those, the ones whose outcome arrived (committed next)
         self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
+        self.parked: list = []  # (job item, top seq) of jobs of unknown outcome, parked
+        self.parked_rows = 0
+        self.parked_top = 0  # highest seq ever parked (it may have been applied)
         self.reader_done = False
         self.orphaned = False  # calls left pending: their create comes after this replay
         self.stopping = False
@@ -94,7 +100,8 @@ class Dispatch:
             self._check_stop()
             if not self.stopping:
                 self._fill_window()
-                if self.reader_done and self.in_window == 0 and not self.ledger.pending:
+                if self.reader_done and self.in_window == 0 and not self.ledger.pending \
+                        and not self.parked:
                     break
             elif not self.out_jobs or time.monotonic() >= self.abandon_at:
                 break
@@ -102,6 +109,9 @@ class Dispatch:
                 self._on_result(item, result)
             if self.ledger.due():
                 self._commit()
+            if self.parked and not self.stopping and (
+                    self.parked_rows >= PARK_ROWS or not self.out_jobs):
+                self._resolve_parked()
             now = time.monotonic()
             if on_progress and now - last_report >= REPORT_EVERY_S:
                 last_report = now
@@ -197,8 +207,11 @@ class Dispatch:
         if isinstance(result, BaseException):
             raise result
         outcome: Outcome = result
-        self.answered += 1
         summary = self.summary
+        if outcome.in_doubt:
+            self._park(item, top, outcome)
+            return
+        self.answered += 1
         summary.retried += outcome.retries
         summary.throttled += outcome.throttled
         summary.bytes_sent += outcome.bytes_sent
@@ -214,6 +227,33 @@ class Dispatch:
             self._created(job, target, outcome)
         for call, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
             ledger.settle_call(call, verdict, outcome.attempts)
+
+    def _park(self, item: tuple, top: int, outcome: Outcome) -> None:
+        """A job of unknown outcome, parked: nothing to record (its calls stay unsettled, below
+        ``sent_through``), its worker is free; resolved with the others later, when nothing
+        else is out (the end, a barrier or identical calls waiting for it) or when
+        ``PARK_ROWS`` are parked: one read of each series for all of them."""
+        job = item[0]
+        self.unrecorded -= 1
+        self.summary.bytes_sent += outcome.bytes_sent
+        self.summary.batches += outcome.batch
+        self.summary.parked += 1
+        rows = _rows(job)
+        self.parked.append((item, top))
+        self.parked_rows += rows
+        self.parked_top = max(self.parked_top, top)
+        self.in_window -= rows  # bounded by PARK_ROWS instead: reading goes on
+        self._execute(self.scheduler.park(job))
+        self._hand_out()
+
+    def _resolve_parked(self) -> None:
+        """Send every parked job again: its pass (one read per series) says what to resend."""
+        parked, self.parked, self.parked_rows = self.parked, [], 0
+        for item, top in parked:
+            self.scheduler.unpark(item[0])
+            self.in_window += _rows(item[0])
+            self.ready.append((item, top))
+        self._hand_out()
 
     def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
         if outcome.ok and outcome.server_key:
@@ -256,11 +296,19 @@ class Dispatch:
     def _stopped_early(self) -> None:
         """Progress after a graceful stop: ``sent_through`` back down to what may have been
         sent (so the next run reads back only those), and whether calls are left."""
-        may_be_sent = max([self.sent_at_start, self.abandoned_top, *self.out_jobs.values()])
+        may_be_sent = max([self.sent_at_start, self.abandoned_top, self.parked_top,
+                           *self.out_jobs.values()])
         self.progress.lower_sent_through(may_be_sent)
-        self.summary.more_pending = not (self.reader_done and self.in_window == 0)
+        self.summary.more_pending = not (self.reader_done and self.in_window == 0
+                                         and not self.parked)
 
     @property
     def abandoned(self) -> bool:
         """Were requests still on the wire abandoned (a stop's grace ran out)?"""
         return self.abandon_at is not None and time.monotonic() >= self.abandon_at
+
+
+def _rows(job) -> int:
+    if job.__class__ is MetricGroup:
+        return len(job.seqs)
+    return len(job) if isinstance(job, list) else 1

@@ -5,12 +5,14 @@ Each check compares the server's current state with what the journal says should
 "found" only if its effect is present one more time than earlier journal calls explain:
 
 * metric points (and system samples that read as metrics): the number of points with the
-  same name, value, step, epoch, context and timestamp, against the number of identical
-  earlier journal calls (identical calls are serialised by the replay, so the count decides);
+  same name, value, step, epoch, context and timestamp (samples: step and timestamp of the
+  probe metric), against the number of identical earlier journal calls (identical calls are
+  serialised by the replay, so the count decides); series are read as :mod:`.series` says;
 * parameters and others: the server keeps a summary per name; their streams are ordered, so
   the current value and timestamp tell how far a run of same-name calls got;
 * output: lines are sent in order per experiment, so the length of the server's output text
-  against the journal's earlier lines says which were applied;
+  (counted as it streams in, never held: :mod:`.output_length`) against the journal's
+  earlier lines says which were applied;
 * html: same, by length (appends) or equality (override);
 * tags, code, graph, git metadata, system details, start/end time, archive: the server's
   value equals the call's (these are set-style, resending them would be harmless anyway);
@@ -61,17 +63,11 @@ def norm_value(value: Any) -> Any:
 def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     """A point is on the server if the server has more copies of it than earlier journal
     calls explain. Series are read through ``rb.series`` (:mod:`.series`): once per run for
-    calls an earlier run may have sent, in shared passes for calls this run left in doubt;
-    one journal query for the whole batch."""
+    calls an earlier run may have sent, in shared passes for calls this run left in doubt
+    (parked ones: the pass they were parked into); one journal query for the whole batch."""
     sigs = [call_metric_sig(c) for c in calls]
-    counts: dict[str, Counter] = {}
-    for name in dict.fromkeys(s[0] for s in sigs):
-        if rb.fresh:
-            mine = [s for s in sigs if s[0] == name]
-            counts[name] = rb.series.fresh(key, name, {hash(s) for s in mine},
-                                           {s[5] for s in mine})
-        else:
-            counts[name] = rb.series.snapshot(key, name)
+    counts = _series_counts(rb, rb.series, "metrics", key,
+                            [(s[0], hash(s), s[5]) for s in sigs])
     on_server = [counts[sig[0]][hash(sig)] for sig in sigs]
     earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
     if any(on_server):
@@ -92,28 +88,59 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     return verdicts
 
 
-def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+def _series_counts(rb: "ReadBack", reads: Any, kind: str, key: str,
+                   points: list[tuple[str, int, Any]]) -> dict[str, Any]:
+    """Per series name, counts of point hashes (``points``: name, hash, time): from the pass
+    the calls were parked into, a fresh pass, or the run's snapshot of the series."""
+    counts: dict[str, Any] = {}
+    for name in dict.fromkeys(p[0] for p in points):
+        if rb.doubt is not None and (kind, name) in rb.doubt:
+            counts[name] = reads.settle(key, name, rb.doubt[(kind, name)])
+        elif rb.fresh:
+            mine = [p for p in points if p[0] == name]
+            counts[name] = reads.fresh(key, name, {p[1] for p in mine}, {p[2] for p in mine})
+        else:
+            counts[name] = reads.snapshot(key, name)
+    return counts
+
+
+def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
     """System samples (CPU/RAM/load/GPU) show up on Comet as ``sys.*`` metrics. A sample
     is on the server if its probe metric has more points at the sample's (step,
-    timestamp) than earlier journal samples of the same endpoint there explain."""
-    counts: dict[str, Counter] = {}
-    verdicts = []
-    for call in calls:
-        probe = _sample_probe(call)
-        if probe is None:
+    timestamp) than earlier journal samples of the same endpoint there explain. The probe
+    series are read like metric series (``rb.samples``: streamed, hashes, snapshot, passes)."""
+    where = [series_point(c) for c in calls]
+    counts = _series_counts(rb, rb.samples, "samples", key,
+                            [(w[1], hash(w[2]), w[2][1]) for w in where if w is not None])
+    verdicts: list[bool | None] = []
+    for call, point in zip(calls, where):
+        if point is None:
             verdicts.append(None)
             continue
-        if probe not in counts:
-            data = rb.read("experiment/metrics/get-metric", experimentKey=key,
-                            metricName=probe) or {}
-            counts[probe] = Counter((m.get("step"), m.get("timestamp"))
-                                    for m in data.get("metrics") or [])
-        where = _sample_position(call)
+        _, probe, position = point
         earlier = sum(1 for _seq, t, text in rb.history.rows_before(call, call.endpoint)
-                      if _sample_position(Call(0, call.endpoint, None, t, text)) == where
-                      and _sample_probe(Call(0, call.endpoint, None, t, text)) == probe)
-        verdicts.append(counts[probe][where] > earlier)
+                      if series_point(Call(0, call.endpoint, None, t, text)) == point)
+        verdicts.append(counts[probe][hash(position)] > earlier)
+    if rb.fresh:
+        rb.note_sent([c for c, v in zip(calls, verdicts) if v], key)
     return verdicts
+
+
+def series_point(call: Call) -> tuple[str, str, tuple] | None:
+    """Where a call's point is read back, for calls read back as metric series: ``("metrics",
+    name, signature)`` or ``("samples", probe metric, (step, timestamp))``; None otherwise."""
+    if call.endpoint == "log_metric":
+        sig = call_metric_sig(call)
+        return "metrics", sig[0], sig
+    if call.endpoint in _SAMPLE_PROBES:
+        probe = _sample_probe(call)
+        return None if probe is None else ("samples", probe, _sample_position(call))
+    return None
+
+
+def sample_point_sig(m: dict) -> tuple:
+    """The signature of a probe metric's point as the read API returns it."""
+    return m.get("step"), m.get("timestamp")
 
 
 def _summaries(path: str, name_field: str, value_field: str):
@@ -157,8 +184,7 @@ def _summaries(path: str, name_field: str, value_field: str):
 
 
 def _output(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
-    data = rb.read("experiment/output", experimentKey=key) or {}
-    have = len(data.get("output") or "")
+    have = rb.output_length(key)
     verdicts = []
     total = rb.history.output_length_before(calls[0])
     for call in calls:

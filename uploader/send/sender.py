@@ -5,6 +5,12 @@ replay. A call that an earlier run may have sent is read back first (only what t
 lacks is sent); an experiment's creation goes through :class:`~.create.Creator`; batches and
 metric groups through :class:`~.batches.BatchSender`; everything else through the one retry
 loop (:meth:`Link.exchange`), whose ambiguous failures are read back before any resend.
+
+Parking: a metric point or system sample whose request failed after leaving (applied or
+not?) is not read back at once: the job ends ``in_doubt`` and its points join the next pass
+of their series (:meth:`ReadBack.park`); when the dispatcher sends the unit again, that one
+pass (read once for every unit parked meanwhile) decides, and only what the server lacks is
+sent.
 """
 
 from __future__ import annotations
@@ -56,9 +62,17 @@ class Sender:
 
     def _send_call(self, call: Call, target: ExperimentTarget | None) -> Outcome:
         key = target.server_key if target else None
-        if call.maybe_sent and self.readback.applied(call, key):
+        readback = self.readback
+        park = False
+        if readback.is_parked(key, call.seq):  # back from parking: its pass decides
+            if readback.applied_many([call], key, parked=call.seq)[0]:
+                self.link.gate.ok()  # progress: the call is settled
+                return Outcome(ok=True, found=True)
+        elif call.maybe_sent and readback.applied(call, key):
             self.link.gate.ok()  # progress: the call is settled
             return Outcome(ok=True, found=True)
+        else:
+            park = readback.can_park(call, key)
 
         def build() -> BuiltRequest:
             return self.builder.build(call.endpoint, call.payload, server_key=key,
@@ -67,9 +81,13 @@ class Sender:
         self._resolve_projects(call)
         outcome = self.link.exchange(build, self.context.idempotency_key(call.seq),
                                      call.label(),
-                                     on_ambiguous=lambda: self.readback.applied(call, key, True))
+                                     on_ambiguous=lambda: readback.applied(call, key, True),
+                                     park=park)
+        if outcome.in_doubt:  # resolved when the dispatcher sends it again
+            readback.park([call], key, call.seq)
+            return outcome
         if outcome.ok and not outcome.found:
-            self.readback.note_sent([call], key)
+            readback.note_sent([call], key)
         if outcome.ok and call.endpoint == "project_create":
             self._learn_project_id(call, outcome)
         return outcome

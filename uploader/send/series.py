@@ -224,6 +224,13 @@ class SeriesReads:
               times: Iterable[Any] | None = None) -> Counter:
         """Counts of ``wanted`` signatures read after this call (joins the next pass).
         ``times``: the timestamps of the wanted points, if the signature holds them."""
+        return self.settle(key, name, self.park(key, name, wanted, times))
+
+    def park(self, key: str, name: str, wanted: Iterable[int],
+             times: Iterable[Any] | None = None) -> "_Pass":
+        """Put ``wanted`` signatures (of calls whose request failed after leaving) into the
+        next pass of the series, to be read later (:meth:`settle`): every call parked until
+        that pass begins is answered by its one read."""
         with self._cond:
             series = self._series.setdefault((key, name), _Series())
             this = series.waiting or _Pass()
@@ -233,6 +240,13 @@ class SeriesReads:
                 this.times = None
             elif this.times is not None:
                 this.times.update(times)
+            return this
+
+    def settle(self, key: str, name: str, this: "_Pass") -> Counter:
+        """The counts of the pass ``this`` (from :meth:`park`): read now by the first caller
+        (after any pass in progress), waited for by the others."""
+        with self._cond:
+            series = self._series[(key, name)]
             if this.led:
                 while not this.done.is_set():
                     self._cond.wait()
@@ -241,7 +255,8 @@ class SeriesReads:
             while series.running:
                 self._cond.wait()
             series.running = True
-            series.waiting = None
+            if series.waiting is this:
+                series.waiting = None  # calls parked from now on wait for the next pass
         try:
             this.counts = self._count(key, name, this.wanted, this.times)
         except BaseException as exc:  # every waiter gets the failure (a read-back fails)

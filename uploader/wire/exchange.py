@@ -13,7 +13,8 @@ Used by every write and every read-back alike (:meth:`Link.exchange`, :meth:`Lin
 * an attempt whose outcome is unknown (the request may have reached the server: a timeout
   while waiting, a dropped connection, a 5xx) makes the next attempt start with
   ``on_ambiguous`` (a read-back): if it says the server has the call, the exchange ends as
-  ``found`` without resending.
+  ``found`` without resending; or, with ``park``, the exchange ends at once as ``in_doubt``
+  (the caller parks the call and resolves it later together with others: one read for many).
 
 Writes are progress for the deadline clock (:meth:`ServerGate.ok`); reads are not: a server
 that answers reads but fails every write must still reach the deadline.
@@ -57,6 +58,7 @@ class Outcome:
     project_id: tuple | None = None  # (workspace, project, id) learned by a project create
     batch: bool = False
     parts: list | None = None  # [(call, Outcome)] when a job's calls have verdicts of their own
+    in_doubt: bool = False  # parked: the request may or may not have been applied
     answer: Any = field(default=None, repr=False)
 
     def add_counts(self, other: "Outcome") -> None:
@@ -105,7 +107,8 @@ class Link:
                  label: str, on_ambiguous: Callable[[], bool | None] | None = None,
                  accept: Callable[[Answer], bool] | None = None, retry: bool = True,
                  write: bool = True,
-                 usable: Callable[[Answer], str | None] | None = None) -> Outcome:
+                 usable: Callable[[Answer], str | None] | None = None,
+                 park: bool = False) -> Outcome:
         """Send ``build()`` until it is answered for good (see the module docstring).
 
         :param accept: an answer outside 2xx that still counts as done (``ok``).
@@ -114,6 +117,8 @@ class Link:
             retried like a 5xx (read-back first), never taken as done.
         :param retry: False: one attempt, any failure is returned as an outcome (a probe).
         :param write: False for reads: not progress, and not a write of the current job.
+        :param park: an attempt of unknown outcome ends the exchange (``in_doubt``) instead
+            of a read-back and a resend here: the caller resolves it later.
         """
         gate = self.gate
         out = Outcome(ok=False)
@@ -136,6 +141,8 @@ class Link:
                 answer = self.client.send(request, idempotency_key)
             except TransportError as exc:
                 ambiguous = exc.sent
+                if ambiguous and park:
+                    return self._parked(out, f"{label}: {exc.detail}")
                 if not self._retrying(out, retry, f"{label}: {exc.detail}"):
                     out.message = exc.detail
                     return out
@@ -157,9 +164,18 @@ class Link:
                 out.message = verdict
                 return out
             ambiguous = verdict != _RETRY and verdict != _PAUSED
+            if ambiguous and park:
+                return self._parked(out, verdict)
             if verdict != _PAUSED:
                 self._retrying(out, retry, verdict if ambiguous else
                                f"{label}: HTTP {answer.status}: {answer.message()}")
+
+    def _parked(self, out: Outcome, failure: str) -> Outcome:
+        """End an exchange whose last attempt's outcome is unknown, for the caller to park."""
+        logger.debug("%s (in doubt: read back later)", failure)
+        self.gate.last_failure = failure
+        out.in_doubt, out.message = True, failure
+        return out
 
     def _wait_turn(self) -> None:
         if self.stop.is_set():
