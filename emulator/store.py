@@ -146,6 +146,22 @@ FROM (SELECT *, ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
       WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
 
 
+def _series_pieces(experiment_key: str, name: str, page: int, read_page) -> Iterator[bytes]:
+    """The pieces of a get-metric answer: its head, each page's items (``read_page(after id,
+    offset)`` gives a page's JSON array, its last id and its length), its end."""
+    yield b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
+        json.dumps(experiment_key).encode(), json.dumps(name).encode())
+    after, offset = 0, 0
+    while True:
+        items, last, n = read_page(after, offset)
+        if not n:
+            break
+        # the page's items without the array's brackets, after a comma but for the first
+        yield (b"," if offset else b"") + items[1:-1].encode()
+        after, offset = last, offset + n
+    yield b"]}"
+
+
 def _stored(value: Any) -> Any:
     """A value as the index keeps it: numbers and text as SQL values; true/false and NaN as
     Comet shows them (SQLite has no NaN); anything else as JSON text."""
@@ -290,22 +306,23 @@ class Store:
 
     def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str,
                     page: int = 50_000) -> bytes:
-        """Comet's get-metric answer for one series, written by SQLite a page at a time (no
-        Python object per point; memory: the answer and one page)."""
-        body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
-            json.dumps(experiment_key).encode(), json.dumps(name).encode()))
-        after, offset = 0, 0
-        while True:
-            items, last, n = conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
-                                                         offset)).fetchone()
-            if not n:
-                break
-            if offset:
-                body += b","
-            body += items[1:-1].encode()  # the page's items, without its brackets
-            after, offset = last, offset + n
-        body += b"]}"
-        return bytes(body)
+        """Comet's get-metric answer for one series, whole (see :meth:`series_pieces`)."""
+        return b"".join(_series_pieces(
+            experiment_key, name, page,
+            lambda after, offset: conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
+                                                              offset)).fetchone()))
+
+    def series_pieces(self, experiment_key: str, name: str, page: int = 10_000
+                      ) -> Iterator[bytes]:
+        """Comet's get-metric answer for one series in pieces, one page of points each,
+        written by SQLite (no Python object per point), each page read under the lock and
+        none held between pages: memory is one page, whatever the series' length. A point
+        applied while the answer is written is in it or not, never in part."""
+        def read_page(after: int, offset: int) -> tuple:
+            with self.reading() as conn:
+                return conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
+                                                   offset)).fetchone()
+        return _series_pieces(experiment_key, name, page, read_page)
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""
