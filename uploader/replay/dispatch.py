@@ -88,6 +88,7 @@ class Dispatch:
         self.parked: list = []  # (job item, top seq) of jobs of unknown outcome, parked
         self.parked_rows = 0
         self.parked_top = 0  # highest seq ever parked (it may have been applied)
+        self.resolving: set[int] = set()  # ids of parked job items sent again, not back yet
         self.reader_done = False
         self.orphaned = False  # calls left pending: their create comes after this replay
         self.stopping = False
@@ -208,6 +209,9 @@ class Dispatch:
             raise result
         outcome: Outcome = result
         summary = self.summary
+        if self.resolving:
+            self.resolving.discard(id(item))
+            self.ledger.hold(bool(self.parked or self.resolving))
         if outcome.in_doubt:
             self._park(item, top, outcome)
             return
@@ -243,6 +247,7 @@ class Dispatch:
         self.parked_rows += rows
         self.parked_top = max(self.parked_top, top)
         self.in_window -= rows  # bounded by PARK_ROWS instead: reading goes on
+        self.ledger.hold(True)
         self._execute(self.scheduler.park(job))
         self._hand_out()
 
@@ -250,6 +255,7 @@ class Dispatch:
         """Send every parked job again: its pass (one read per series) says what to resend."""
         parked, self.parked, self.parked_rows = self.parked, [], 0
         for item, top in parked:
+            self.resolving.add(id(item))
             self.scheduler.unpark(item[0])
             self.in_window += _rows(item[0])
             self.ready.append((item, top))
