@@ -142,7 +142,8 @@ _SERIES_PAGE: Final = """
 SELECT json_group_array(json_object(
            'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
            'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
-FROM (SELECT *, ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
+FROM (SELECT id, name, text, timestamp, step, epoch, context,
+             ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
       WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
 
 

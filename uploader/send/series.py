@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import json
+import re
 import threading
 from array import array
 from collections import Counter
@@ -42,9 +43,13 @@ class PointReader:
 
     MAX_ITEM = 64 << 20  # one point's JSON larger than this: not a metrics answer
 
-    def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None):
+    def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None,
+                 times: set | None = None):
         self.on_point = on_point
         self.kept = kept  # what on_point gathers, for whoever made this reader
+        # ``times``: only points with one of these timestamps matter (on_point ignores the
+        # others), so a run of items none of which has one is skipped undecoded
+        self._times = _as_texts(times)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._decoder = json.JSONDecoder()
         self._text = ""
@@ -74,7 +79,8 @@ class PointReader:
         cut = text.rfind("},", i)
         if cut > i:
             try:
-                items = json.loads("[" + text[i:cut + 1] + "]")
+                items = [] if self._none_wanted(text, i, cut + 1) else \
+                    json.loads("[" + text[i:cut + 1] + "]")
             except ValueError:
                 items = None
             if items is not None:
@@ -102,12 +108,32 @@ class PointReader:
                 self.on_point(item)
         self._text = text[i:]
 
+    def _none_wanted(self, text: str, start: int, end: int) -> bool:
+        """Do the items in ``text[start:end]`` all have integer timestamps, none wanted?
+        (The key ``"timestamp"`` cannot occur inside a JSON string: its quotes would be
+        escaped; so counting it counts the items that have one.)"""
+        if self._times is None:
+            return False
+        found = _TIMESTAMP.findall(text, start, end)
+        return len(found) == text.count('"timestamp"', start, end) and \
+            self._times.isdisjoint(found)
+
     def problem(self) -> str | None:
         if self._error is not None:
             return self._error
         if not self._done:
             return "the metric series answer ended early (or has no metrics list)"
         return None
+
+
+_TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(-?\d+)\s*(?=[,}])')
+
+
+def _as_texts(times: set | None) -> set[str] | None:
+    """Integer timestamps as the answer writes them (None: any, or one is not an int)."""
+    if times is None or not all(type(t) is int for t in times):
+        return None
+    return {str(t) for t in times}
 
 
 def iter_points(body: bytes | None, window: int = 1 << 20) -> Iterator[MetricPoint]:
@@ -191,7 +217,7 @@ class SeriesReads:
                 h = hash(signature(point))
                 if wanted is None or h in wanted:
                     hashes.append(h)
-            return PointReader(on_point, hashes)
+            return PointReader(on_point, hashes, times)
 
         reader = self.fetch(key, name, make_reader)
         return [] if reader is None else reader.kept
