@@ -31,7 +31,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Final, Iterable, Iterator
 
-from comet_journal.emulator.points import METRIC_POINT_ENDPOINTS, comet_text, points_of
+from comet_journal.emulator.points import (METRIC_POINT_ENDPOINTS, SERIES_PAGE, comet_text,
+                                           points_of, series_answer)
 
 SCHEMA_VERSION: Final = 2  # 2: metric points indexed (metric_points)
 APPLICATION_ID: Final = 0x434A454D  # "CJEM": this SQLite file is an emulator's state
@@ -136,31 +137,6 @@ SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
        json_extract(j.value, '$.context'),
        coalesce(nullif(json_extract(j.value, '$.timestamp'), 0), ?3)
 FROM json_each(?4, '$.values') AS j"""
-
-
-_SERIES_PAGE: Final = """
-SELECT json_group_array(json_object(
-           'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
-           'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
-FROM (SELECT id, name, text, timestamp, step, epoch, context,
-             ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
-      WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
-
-
-def _series_pieces(experiment_key: str, name: str, page: int, read_page) -> Iterator[bytes]:
-    """The pieces of a get-metric answer: its head, each page's items (``read_page(after id,
-    offset)`` gives a page's JSON array, its last id and its length), its end."""
-    yield b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
-        json.dumps(experiment_key).encode(), json.dumps(name).encode())
-    after, offset = 0, 0
-    while True:
-        items, last, n = read_page(after, offset)
-        if not n:
-            break
-        # the page's items without the array's brackets, after a comma but for the first
-        yield (b"," if offset else b"") + items[1:-1].encode()
-        after, offset = last, offset + n
-    yield b"]}"
 
 
 def _stored(value: Any) -> Any:
@@ -308,10 +284,10 @@ class Store:
     def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str,
                     page: int = 50_000) -> bytes:
         """Comet's get-metric answer for one series, whole (see :meth:`series_pieces`)."""
-        return b"".join(_series_pieces(
-            experiment_key, name, page,
-            lambda after, offset: conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
-                                                              offset)).fetchone()))
+        return b"".join(series_answer(
+            experiment_key, name,
+            lambda after, offset: conn.execute(SERIES_PAGE, (experiment_key, name, after, page,
+                                                             offset)).fetchone()))
 
     def series_pieces(self, experiment_key: str, name: str, page: int = 10_000
                       ) -> Iterator[bytes]:
@@ -321,9 +297,9 @@ class Store:
         applied while the answer is written is in it or not, never in part."""
         def read_page(after: int, offset: int) -> tuple:
             with self.reading() as conn:
-                return conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
-                                                   offset)).fetchone()
-        return _series_pieces(experiment_key, name, page, read_page)
+                return conn.execute(SERIES_PAGE, (experiment_key, name, after, page,
+                                                  offset)).fetchone()
+        return series_answer(experiment_key, name, read_page)
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""

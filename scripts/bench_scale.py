@@ -81,7 +81,7 @@ def main() -> None:
     for mode, points, route, extra in (
             ("batch", args.points, "batch_metrics", ["--batch"]),
             ("per_call", args.per_call_points, "log_metric",
-             ["--concurrency", str(args.concurrency)])):
+             ["--no-batch", "--concurrency", str(args.concurrency)])):  # batch is the default
         if not points:
             continue
         journal = build_journal(os.path.join(tmp, f"{mode}.db"), points)
