@@ -236,3 +236,18 @@ def test_a_parked_group_frees_its_lane_but_holds_back_groups_sharing_a_point():
     s.unpark(g1)  # sent again to be resolved
     assert sent(s.release(g1)) == [4]
     assert sent(s.release(twin)) == [9]
+
+
+def test_calls_of_a_batch_job_settle_in_it_never_parked(emulator_factory, tmp_path):
+    # The batch route goes away mid-run (404): the group's points go one by one inside its
+    # job; one of those in doubt is read back there and then, not parked (a job has one
+    # outcome per call).
+    path = _metric_journal(tmp_path / "fallback.db", 600)
+    emu = emulator_factory(faults={"seed": 8, "rules": [
+        {"route": "batch_metrics", "kind": "status", "status": 404},
+        {"route": "log_metric", "kind": "drop_after", "rate": 0.05}]})
+    proc = upload(emu, path, "--batch", "--batch-size", "100", "--json", check=0, timeout=120)
+    summary = json.loads(proc.stdout)["journals"][0]
+    assert _drops(emu) > 0 and summary["rejected"] == 0 and summary["parked"] == 0
+    assert _applied_points(emu) == 600
+    assert_server_matches(emu, path)

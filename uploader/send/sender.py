@@ -40,7 +40,9 @@ class Sender:
         self.builder = builder
         self.readback = readback
         self.creator = Creator(link, context, builder, readback, capabilities)
-        self.batches = BatchSender(link, context, readback, capabilities, self._send_call)
+        # a call of a batch job settles inside that job: never parked
+        self.batches = BatchSender(link, context, readback, capabilities,
+                                   lambda call, target: self._send_call(call, target, False))
 
     def send(self, job, target: ExperimentTarget | None) -> Outcome:
         if self.context.may_be_on_server(_experiment_of(job)):
@@ -60,7 +62,9 @@ class Sender:
                 "the journal was altered or damaged after it was written: upload an intact "
                 "copy (a backup) instead; the calls acknowledged so far stay recorded") from None
 
-    def _send_call(self, call: Call, target: ExperimentTarget | None) -> Outcome:
+    def _send_call(self, call: Call, target: ExperimentTarget | None,
+                   may_park: bool = True) -> Outcome:
+        """One call; ``may_park``: it is a job of its own (its outcome may be ``in_doubt``)."""
         key = target.server_key if target else None
         readback = self.readback
         park = False
@@ -72,7 +76,7 @@ class Sender:
             self.link.gate.ok()  # progress: the call is settled
             return Outcome(ok=True, found=True)
         else:
-            park = readback.can_park(call, key)
+            park = may_park and readback.can_park(call, key)
 
         def build() -> BuiltRequest:
             return self.builder.build(call.endpoint, call.payload, server_key=key,
