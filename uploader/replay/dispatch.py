@@ -11,6 +11,12 @@ crash the calls of unknown outcome are known (and read back before any resend). 
 only once its last outcome is committed, so a SIGKILL leaves in doubt only the jobs in flight
 (what matters on a server that neither offers reads nor deduplicates).
 
+Parking: a job whose request failed after leaving (a metric point, a sample: applied or
+not?) comes back ``in_doubt``; it is parked (its worker is free, its lane too) and sent again
+later with every other parked job, when nothing else is out (the end of the journal, a
+barrier or identical points waiting for it) or when ``PARK_ROWS`` are parked: the first of
+them reads each series once for all (:mod:`comet_journal.uploader.send.series`).
+
 Stopping early: when ``stop`` is set (from any thread) or the time slice has passed, nothing
 new is admitted or handed out; jobs not yet started are given back; requests on the wire
 finish (a time slice waits for them; a stop waits ``STOP_GRACE_S`` at most, then abandons

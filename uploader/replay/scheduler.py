@@ -26,7 +26,11 @@ those of :mod:`comet_journal.schema.ordering`):
   serialised, so a read-back can count copies);
 * calls of a batch stream (output lines; with batches on, parameters and metric points)
   go several per job, one job in flight per stream (lane);
-* metric groups of an experiment fly up to ``lanes`` at once, never two sharing a point.
+* metric groups of an experiment fly up to ``lanes`` at once, never two sharing a point;
+* a unit whose outcome is unknown may be *parked* (:meth:`Scheduler.park`) until it is sent
+  again to be resolved (:meth:`Scheduler.unpark`): it frees its group lane, but still holds
+  back its barriers, its identical calls (a positioned call's stream) and any group sharing
+  a point with it (groups add ``items``, their points).
 
 After :meth:`stop`, nothing more is sent.
 """

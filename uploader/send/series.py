@@ -10,14 +10,17 @@ read returns the whole series. So a run reads each series at most once for the c
   snapshot stays exact if it learns this run's own acks of such calls (:meth:`note_applied`)
   instead of reading again.
 * **pass** (a request of this run failed after leaving: applied or not?): the state must be
-  read after the failure. Read-backs of one series wait for the pass in progress and are then
-  answered together by the next one, so N calls in doubt cost at most N reads, and far fewer
-  when they come together (one pass per series for the calls of one interruption).
+  read after the failure. Such calls are *parked* (:meth:`SeriesReads.park`: their
+  signatures join the series' next pass) and their job ends; the replay sends them again
+  later, together (:meth:`SeriesReads.settle`): the first to come back reads the series once
+  for all the calls parked until then, the others wait for that read. So the drops of a
+  whole run cost one read per series, not one per drop; a read-back that cannot wait
+  (:meth:`SeriesReads.fresh`) joins the next pass at once.
 
-Memory: a read is decoded point by point from the answer's bytes (never as one list of
-dicts); a pass keeps counts only for the signatures asked for; a snapshot 8 bytes a point
-(sorted 64-bit hashes). The answer itself is still held whole by the wire client while it is
-decoded (about 150 bytes a point).
+Memory: a read is decoded point by point as the answer's bytes arrive (never held whole,
+never as one list of dicts); a pass keeps counts only for the signatures asked for, and
+skips undecoded the runs of items none of whose timestamps it wants; a snapshot 8 bytes a
+point (sorted 64-bit hashes).
 """
 
 from __future__ import annotations
