@@ -251,3 +251,40 @@ def test_calls_of_a_batch_job_settle_in_it_never_parked(emulator_factory, tmp_pa
     assert _drops(emu) > 0 and summary["rejected"] == 0 and summary["parked"] == 0
     assert _applied_points(emu) == 600
     assert_server_matches(emu, path)
+
+
+def test_while_a_group_is_parked_later_group_acks_wait_for_the_watermark_unwritten():
+    from comet_journal.uploader.journal.groups import MetricGroup
+    from comet_journal.uploader.replay.ledger import GROUP_ACK_DEFER_S, Ledger
+    from comet_journal.uploader.replay.summary import Summary
+    from comet_journal.uploader.wire.exchange import Outcome
+
+    class Progress:  # what the ledger writes, as the progress store would get it
+        def __init__(self):
+            self.acked_through, self.records = 0, []
+
+        def record(self, acks, rejects, watermark):
+            self.records.append((sorted(s for s, _ in acks), watermark))
+            self.acked_through = max(self.acked_through, watermark or 0)
+
+    def run(parked: bool) -> list:
+        now, progress = [0.0], Progress()
+        ledger = Ledger(progress, Summary("j", "s"), floor=lambda: 9, end_seq=9,
+                        clock=lambda: now[0])
+        groups = [MetricGroup(1, [s, s + 1, s + 2], ["{}"] * 3, False) for s in (1, 4, 7)]
+        for group in groups:
+            ledger.enter(group)
+        ledger.reader_done = True
+        ledger.hold(parked)  # the first group: parked, or still in flight
+        for group in groups[1:]:
+            ledger.settle_group(group, Outcome(ok=True))
+        ledger.commit()
+        now[0] += GROUP_ACK_DEFER_S * 4
+        ledger.commit(final=False)
+        ledger.hold(False)
+        ledger.settle_group(groups[0], Outcome(ok=True))  # resolved
+        ledger.commit()
+        return progress.records
+
+    assert run(parked=True) == [([], None), ([], 9)]  # no row written: the watermark covers
+    assert run(parked=False)[-2:] == [([4, 5, 6, 7, 8, 9], None), ([], 9)]  # rows, then gone

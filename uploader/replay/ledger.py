@@ -14,8 +14,8 @@ outcome is now durable, for the scheduler to release:
 * a group's acks wait up to ``GROUP_ACK_DEFER_S`` for the watermark to cover them before
   they are written as rows (safe: until then they are below ``sent_through``, so a crash only
   means reading them back; the final commit writes whatever is left); while units are parked
-  in doubt (:meth:`hold`: they hold the watermark back until they are resolved), up to
-  ``HELD_ACK_ROWS`` wait for it, kept as seq ranges, not as rows written and deleted again.
+  in doubt (:meth:`hold`: they hold the watermark back until they are resolved), they wait
+  for it (up to ``HELD_ACKS``), kept as seq ranges, not as rows written and deleted again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from comet_journal.uploader.replay.summary import Summary
 from comet_journal.uploader.wire.exchange import Outcome
 
 GROUP_ACK_DEFER_S = 0.5
-HELD_ACK_ROWS = 1_000_000  # group acks kept waiting while units are parked, at most
+# Group acks kept waiting while units are parked, at most (a range of seqs counts one, a
+# list of seqs one per seq: about 40 MB at most).
+HELD_ACKS = 1_000_000
 RESULT_WAIT_S = 0.1  # the dispatcher's longest wait for a result before looking around
 
 
@@ -178,9 +180,10 @@ class Ledger:
             seqs, attempts, since = entry
             if not seqs or seqs[-1] <= mark:
                 continue
+            weight = 1 if seqs.__class__ is range else len(seqs)
             if not final and (since > written_before or (
-                    self.holding and held + len(seqs) <= HELD_ACK_ROWS)):
-                held += len(seqs)
+                    self.holding and held + weight <= HELD_ACKS)):
+                held += weight
                 deferred.append(entry)
                 continue
             acks.extend((s, attempts) for s in seqs if s > mark)
