@@ -13,9 +13,10 @@ only once its last outcome is committed, so a SIGKILL leaves in doubt only the j
 
 Parking: a job whose request failed after leaving (a metric point, a sample: applied or
 not?) comes back ``in_doubt``; it is parked (its worker is free, its lane too) and sent again
-later with every other parked job, when nothing else is out (the end of the journal, a
-barrier or identical points waiting for it) or when ``PARK_ROWS`` are parked: the first of
-them reads each series once for all (:mod:`comet_journal.uploader.send.series`).
+later with every other parked job, when nothing else is out nor can be read (the end of the
+journal, or a window full of calls waiting: for a barrier, or identical points) or when
+``PARK_ROWS`` are parked: the first of them reads each series once for all
+(:mod:`comet_journal.uploader.send.series`).
 
 Stopping early: when ``stop`` is set (from any thread) or the time slice has passed, nothing
 new is admitted or handed out; jobs not yet started are given back; requests on the wire
@@ -46,6 +47,7 @@ from comet_journal.uploader.wire.exchange import Outcome
 # Rows parked in doubt (sent, outcome unknown) before they are resolved even while other
 # jobs are out: a bound on their memory and on how far the watermark lags behind.
 PARK_ROWS = 100_000
+RESOLVE_BUNDLE = 250  # parked single calls resolved per job (one journal query for them)
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 REPORT_EVERY_S = 0.2
 
@@ -117,7 +119,7 @@ class Dispatch:
             if self.ledger.due():
                 self._commit()
             if self.parked and not self.stopping and (
-                    self.parked_rows >= PARK_ROWS or not self.out_jobs):
+                    self.parked_rows >= PARK_ROWS or self._stalled()):
                 self._resolve_parked()
             now = time.monotonic()
             if on_progress and now - last_report >= REPORT_EVERY_S:
@@ -240,9 +242,8 @@ class Dispatch:
 
     def _park(self, item: tuple, top: int, outcome: Outcome) -> None:
         """A job of unknown outcome, parked: nothing to record (its calls stay unsettled, below
-        ``sent_through``), its worker is free; resolved with the others later, when nothing
-        else is out (the end, a barrier or identical calls waiting for it) or when
-        ``PARK_ROWS`` are parked: one read of each series for all of them."""
+        ``sent_through``), its worker is free; resolved with the others later (see the
+        module docstring): one read of each series for all of them."""
         job = item[0]
         self.unrecorded -= 1
         self.summary.bytes_sent += outcome.bytes_sent
@@ -257,15 +258,36 @@ class Dispatch:
         self._execute(self.scheduler.park(job))
         self._hand_out()
 
+    def _stalled(self) -> bool:
+        """Nothing is out and nothing more can be read (the end, or a full window): what
+        waits may be waiting for a parked job."""
+        return not self.out_jobs and (self.reader_done or self.in_window - self.scheduler
+                                      .waiting_rows + self.reader.buffered >= self.window)
+
     def _resolve_parked(self) -> None:
-        """Send every parked job again: its pass (one read per series) says what to resend."""
+        """Send every parked job again: its pass (one read per series) says what to resend.
+        Parked single calls go back in bundles of one experiment and endpoint."""
         parked, self.parked, self.parked_rows = self.parked, [], 0
+        singles: dict[tuple, list] = {}
         for item, top in parked:
-            self.resolving.add(id(item))
-            self.scheduler.unpark(item[0])
-            self.in_window += _rows(item[0])
-            self.ready.append((item, top))
+            job = item[0]
+            self.scheduler.unpark(job)
+            self.in_window += _rows(job)
+            if job.__class__ is MetricGroup or isinstance(job, list):
+                self._resend(item, top)
+            else:
+                singles.setdefault((job.experiment_id, job.endpoint), []).append((item, top))
+        for bundle in singles.values():
+            bundle.sort(key=lambda entry: entry[0][0].seq)
+            for start in range(0, len(bundle), RESOLVE_BUNDLE):
+                part = bundle[start:start + RESOLVE_BUNDLE]
+                self._resend(([item[0] for item, _ in part], part[0][0][1]),
+                             max(top for _, top in part))
         self._hand_out()
+
+    def _resend(self, item: tuple, top: int) -> None:
+        self.resolving.add(id(item))
+        self.ready.append((item, top))
 
     def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
         if outcome.ok and outcome.server_key:

@@ -64,11 +64,10 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     """A point is on the server if the server has more copies of it than earlier journal
     calls explain. Series are read through ``rb.series`` (:mod:`.series`): once per run for
     calls an earlier run may have sent, in shared passes for calls this run left in doubt
-    (parked ones: the pass they were parked into); one journal query for the whole batch."""
+    (parked ones: the passes they were parked into); one journal query for all the calls."""
     sigs = [call_metric_sig(c) for c in calls]
-    counts = _series_counts(rb, rb.series, "metrics", key,
-                            [(s[0], hash(s), s[5]) for s in sigs])
-    on_server = [counts[sig[0]][hash(sig)] for sig in sigs]
+    on_server = _series_counts(rb, rb.series, "metrics", key,
+                               [(s[0], hash(s), s[5]) for s in sigs], rb.doubt)
     earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
     if any(on_server):
         wanted = set(sigs)
@@ -89,19 +88,30 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
 
 
 def _series_counts(rb: "ReadBack", reads: Any, kind: str, key: str,
-                   points: list[tuple[str, int, Any]]) -> dict[str, Any]:
-    """Per series name, counts of point hashes (``points``: name, hash, time): from the pass
-    the calls were parked into, a fresh pass, or the run's snapshot of the series."""
+                   points: list[tuple[str, int, Any]], doubts: list | None) -> list[int]:
+    """How many copies of each point (name, hash, time) the server has: from the pass each
+    was parked into (``doubts``: per point, its unit's passes), a fresh pass, or the run's
+    snapshot of the series."""
+    if doubts is not None:
+        read: dict[int, Any] = {}
+        copies = []
+        for (name, h, _), passes in zip(points, doubts):
+            this = passes.get((kind, name))
+            if this is None:  # (never parked: cannot tell; counted as absent, so resent)
+                copies.append(0)
+                continue
+            if id(this) not in read:
+                read[id(this)] = reads.settle(key, name, this)
+            copies.append(read[id(this)][h])
+        return copies
     counts: dict[str, Any] = {}
     for name in dict.fromkeys(p[0] for p in points):
-        if rb.doubt is not None and (kind, name) in rb.doubt:
-            counts[name] = reads.settle(key, name, rb.doubt[(kind, name)])
-        elif rb.fresh:
+        if rb.fresh:
             mine = [p for p in points if p[0] == name]
             counts[name] = reads.fresh(key, name, {p[1] for p in mine}, {p[2] for p in mine})
         else:
             counts[name] = reads.snapshot(key, name)
-    return counts
+    return [counts[name][h] for name, h, _ in points]
 
 
 def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
@@ -110,17 +120,18 @@ def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
     timestamp) than earlier journal samples of the same endpoint there explain. The probe
     series are read like metric series (``rb.samples``: streamed, hashes, snapshot, passes)."""
     where = [series_point(c) for c in calls]
-    counts = _series_counts(rb, rb.samples, "samples", key,
-                            [(w[1], hash(w[2]), w[2][1]) for w in where if w is not None])
+    doubts = None if rb.doubt is None else [d for d, w in zip(rb.doubt, where) if w is not None]
+    copies = iter(_series_counts(rb, rb.samples, "samples", key,
+                                 [(w[1], hash(w[2]), w[2][1]) for w in where if w is not None],
+                                 doubts))
     verdicts: list[bool | None] = []
     for call, point in zip(calls, where):
         if point is None:
             verdicts.append(None)
             continue
-        _, probe, position = point
         earlier = sum(1 for _seq, t, text in rb.history.rows_before(call, call.endpoint)
                       if series_point(Call(0, call.endpoint, None, t, text)) == point)
-        verdicts.append(counts[probe][hash(position)] > earlier)
+        verdicts.append(next(copies) > earlier)
     if rb.fresh:
         rb.note_sent([c for c, v in zip(calls, verdicts) if v], key)
     return verdicts

@@ -122,14 +122,19 @@ class ReadBack:
         return self.applied_many([call], key, fresh)[0]
 
     def applied_many(self, calls: list[Call], key: str | None, fresh: bool = False,
-                     parked: int | None = None) -> list[bool | None]:
-        """Verdicts for calls of one stream, in order (a batch, or a single call); ``None``
-        means "cannot tell". ``fresh``: this run sent them and the outcome is unknown (the
-        server must be read after that); else an earlier run may have sent them.
-        ``parked``: the unit they were parked as (:meth:`park`): its pass answers them."""
+                     parked: int | list[int] | None = None) -> list[bool | None]:
+        """Verdicts for calls of one endpoint, in order (a batch, a single call, calls that
+        were parked); ``None`` means "cannot tell". ``fresh``: this run sent them and the
+        outcome is unknown (the server must be read after that); else an earlier run may
+        have sent them. ``parked``: the unit they were parked as (:meth:`park`), or each
+        call's: their passes answer them."""
         endpoint = calls[0].endpoint
         check = CHECKS[endpoint]
-        doubt = self._parked.pop((key, parked), None) if parked is not None else None
+        doubt = None
+        if parked is not None:
+            units = [parked] * len(calls) if isinstance(parked, int) else parked
+            passes = {u: self._parked.pop((key, u), {}) for u in set(units)}
+            doubt = [passes[u] for u in units]
         if check is None or (key is None and endpoint not in NEEDS_NO_EXPERIMENT):
             return [None] * len(calls)
         try:
@@ -168,10 +173,10 @@ class ReadBack:
 class _Asking:
     """The read-back as one check sees it: with whether its answer must be fresh."""
 
-    def __init__(self, readback: ReadBack, fresh: bool, doubt: dict | None = None):
+    def __init__(self, readback: ReadBack, fresh: bool, doubt: list | None = None):
         self._readback = readback
         self.fresh = fresh
-        self.doubt = doubt  # (kind, series name) -> the pass parked calls wait for
+        self.doubt = doubt  # per call: (kind, series name) -> the pass it was parked into
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._readback, name)
