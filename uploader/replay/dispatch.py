@@ -246,6 +246,8 @@ class Dispatch:
         module docstring): one read of each series for all of them."""
         job = item[0]
         self.unrecorded -= 1
+        self.summary.retried += outcome.retries
+        self.summary.throttled += outcome.throttled
         self.summary.bytes_sent += outcome.bytes_sent
         self.summary.batches += outcome.batch
         self.summary.parked += 1

@@ -90,6 +90,9 @@ class Link:
         self.url = url
         self.key_source = key_source
         self._job = threading.local()
+        # jobs that ended in doubt since the last write answered for good (any thread): when
+        # more than one in a row, parking paces like a retry (a server failing everything)
+        self._doubts_in_a_row = 0
 
     # --- one job's trace (worker threads) ------------------------------------------------
 
@@ -159,6 +162,8 @@ class Link:
                 return out
             verdict = self._judge(request, answer, label, out, accept, usable, write)
             if verdict == _DONE:
+                if write:
+                    self._doubts_in_a_row = 0
                 return out
             if not retry:  # a probe answered 2xx, but not by Comet
                 out.message = verdict
@@ -171,9 +176,17 @@ class Link:
                                f"{label}: HTTP {answer.status}: {answer.message()}")
 
     def _parked(self, out: Outcome, failure: str) -> Outcome:
-        """End an exchange whose last attempt's outcome is unknown, for the caller to park."""
+        """End an exchange whose last attempt's outcome is unknown, for the caller to park.
+        A lone failure among successes costs nothing more; failures in a row back off as
+        retries would, so a server failing every request is not sent new ones at full
+        speed."""
         logger.debug("%s (in doubt: read back later)", failure)
-        self.gate.last_failure = failure
+        out.retries += 1  # a transient failure: found later, or sent again
+        self._doubts_in_a_row += 1
+        if self._doubts_in_a_row > 1:
+            self.gate.backoff(min(self._doubts_in_a_row - 2, 30), failure, self.policy.sleep)
+        else:
+            self.gate.last_failure = failure
         out.in_doubt, out.message = True, failure
         return out
 
