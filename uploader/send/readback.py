@@ -15,20 +15,16 @@ from typing import Any, Callable
 from comet_journal.uploader.errors import AuthError, Stopped
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.history import History
-from comet_journal.uploader.send.checks import (CHECKS, NEEDS_NO_EXPERIMENT,
-                                                sample_point_sig, series_point,
-                                                server_metric_sig)
+from comet_journal.uploader.send.checks import CHECKS, NEEDS_NO_EXPERIMENT
 from comet_journal.uploader.send.output_length import OutputLength
 from comet_journal.uploader.send.series import PointReader, SeriesReads
+from comet_journal.uploader.send.signatures import (SERIES_ENDPOINTS, sample_point_sig,
+                                                    series_point, server_metric_sig)
 from comet_journal.uploader.send.wire_times import WireTimes
 from comet_journal.uploader.wire.exchange import READ_PREFIX, Link
 from comet_journal.uploader.wire.requests import BuiltRequest, Overrides
 
 logger = logging.getLogger(__name__)
-
-
-PARKABLE = frozenset(("log_metric", "cpu_metrics", "ram_metrics", "load_metrics",
-                      "gpu_metrics"))  # positioned, and read back as metric series
 
 
 class ReadBack:
@@ -75,7 +71,7 @@ class ReadBack:
     def can_park(self, call: Call, key: str | None) -> bool:
         """Can a request of unknown outcome for ``call`` be parked and resolved later with
         others (its series read once for all of them)?"""
-        return key is not None and call.endpoint in PARKABLE
+        return key is not None and call.endpoint in SERIES_ENDPOINTS  # (all positioned)
 
     def park(self, calls: list[Call], key: str, unit_seq: int) -> None:
         """This run's request for ``calls`` (the unit ``unit_seq``) failed after leaving:
