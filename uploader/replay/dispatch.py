@@ -47,7 +47,11 @@ from comet_journal.uploader.wire.exchange import Outcome
 # Rows parked in doubt (sent, outcome unknown) before they are resolved even while other
 # jobs are out: a bound on their memory and on how far the watermark lags behind.
 PARK_ROWS = 100_000
-RESOLVE_BUNDLE = 250  # parked single calls resolved per job (one journal query for them)
+# Parked units resolved per job at most (one journal query for their earlier identical
+# calls): rows of metric groups; single calls (resent one by one when the server lacks them,
+# so several jobs share those resends).
+RESOLVE_ROWS = 20_000
+RESOLVE_CALLS = 250
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 REPORT_EVERY_S = 0.2
 
@@ -237,8 +241,11 @@ class Dispatch:
             self.progress.set_project_id(*outcome.project_id)
         if not isinstance(job, list) and job.kind == CREATE:
             self._created(job, target, outcome)
-        for call, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
-            ledger.settle_call(call, verdict, outcome.attempts)
+        for unit, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
+            if unit.__class__ is MetricGroup:  # a bundle of parked units, resolved
+                ledger.settle_group(unit, verdict)
+            else:
+                ledger.settle_call(unit, verdict, outcome.attempts)
 
     def _park(self, item: tuple, top: int, outcome: Outcome) -> None:
         """A job of unknown outcome, parked: nothing to record (its calls stay unsettled, below
@@ -268,23 +275,32 @@ class Dispatch:
 
     def _resolve_parked(self) -> None:
         """Send every parked job again: its pass (one read per series) says what to resend.
-        Parked single calls go back in bundles of one experiment and endpoint."""
+        They go back in bundles of one experiment and endpoint, in journal order (one
+        journal query for a bundle's earlier identical calls)."""
         parked, self.parked, self.parked_rows = self.parked, [], 0
-        singles: dict[tuple, list] = {}
+        bundles: dict[tuple, list] = {}
         for item, top in parked:
             job = item[0]
             self.scheduler.unpark(job)
             self.in_window += _rows(job)
-            if job.__class__ is MetricGroup or isinstance(job, list):
+            if isinstance(job, list):
                 self._resend(item, top)
             else:
-                singles.setdefault((job.experiment_id, job.endpoint), []).append((item, top))
-        for bundle in singles.values():
+                bundles.setdefault((job.experiment_id, job.endpoint, job.__class__),
+                                   []).append((item, top))
+        for bundle in bundles.values():
             bundle.sort(key=lambda entry: entry[0][0].seq)
-            for start in range(0, len(bundle), RESOLVE_BUNDLE):
-                part = bundle[start:start + RESOLVE_BUNDLE]
-                self._resend(([item[0] for item, _ in part], part[0][0][1]),
-                             max(top for _, top in part))
+            units, tops, rows = [], [], 0
+            cap = RESOLVE_ROWS if bundle[0][0][0].__class__ is MetricGroup else RESOLVE_CALLS
+            for (job, target), top in bundle:
+                units.append(job)
+                tops.append(top)
+                rows += _rows(job)
+                if rows >= cap:
+                    self._resend((units, target), max(tops))
+                    units, tops, rows = [], [], 0
+            if units:
+                self._resend((units, bundle[0][0][1]), max(tops))
         self._hand_out()
 
     def _resend(self, item: tuple, top: int) -> None:

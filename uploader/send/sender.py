@@ -51,7 +51,7 @@ class Sender:
             self.readback.stamp(job)
             if isinstance(job, list):
                 if self.readback.is_parked(target.server_key if target else None, job[0].seq):
-                    return self._resolve_calls(job, target)
+                    return self._resolve_parked(job, target)
                 return self.batches.send(job, target)
             if isinstance(job, MetricGroup):
                 return self.batches.send_group(job, target)
@@ -98,21 +98,39 @@ class Sender:
             self._learn_project_id(call, outcome)
         return outcome
 
-    def _resolve_calls(self, calls: list[Call], target: ExperimentTarget) -> Outcome:
-        """Calls parked one by one, back together (the dispatcher bundles them): their passes
-        say which the server has, with one journal query for all; the others are sent again,
-        one by one (read back at once if that fails too)."""
-        verdicts = self.readback.applied_many(calls, target.server_key,
-                                              parked=[c.seq for c in calls])
+    def _resolve_parked(self, units: list, target: ExperimentTarget) -> Outcome:
+        """Parked units (calls, metric groups) of one endpoint, back together (the
+        dispatcher bundles them): their passes say which rows the server has, with one
+        journal query for all; the others are sent again (a group's as a batch, a call
+        alone; read back at once if that fails too). ``parts``: a verdict per unit (a
+        group's with a verdict per row)."""
+        calls, owners = [], []
+        for unit in units:
+            mine = unit.calls() if isinstance(unit, MetricGroup) else [unit]
+            calls.extend(mine)
+            owners.extend([unit.seq] * len(mine))
+        found = self.readback.applied_many(calls, target.server_key, parked=owners)
         totals, parts = Outcome(ok=True), []
-        for call, found in zip(calls, verdicts):
-            if found:
-                self.link.gate.ok()  # progress: the call is settled
-                parts.append((call, Outcome(ok=True, found=True)))
-                continue
-            out = self._send_call(call, target, False)
-            totals.add_counts(out)
-            parts.append((call, out))
+        at = 0
+        for unit in units:
+            size = len(unit.seqs) if isinstance(unit, MetricGroup) else 1
+            mine, flags = calls[at:at + size], found[at:at + size]
+            at += size
+            verdicts = [(call, Outcome(ok=True, found=True)) for call, f in zip(mine, flags) if f]
+            rest = [call for call, f in zip(mine, flags) if not f]
+            if verdicts:
+                self.link.gate.ok()  # progress: calls settled
+            if isinstance(unit, MetricGroup):
+                again = self.batches.send(rest, target) if rest else Outcome(ok=True, parts=[])
+                totals.add_counts(again)
+                parts.append((unit, Outcome(ok=True, batch=again.batch,
+                                            parts=verdicts + again.parts)))
+            elif rest:
+                again = self._send_call(unit, target, False)
+                totals.add_counts(again)
+                parts.append((unit, again))
+            else:
+                parts.append((unit, verdicts[0][1]))
         totals.parts = parts
         return totals
 
