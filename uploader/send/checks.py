@@ -50,22 +50,36 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     on_server = _series_counts(rb, rb.series, "metrics", key,
                                [(s[0], hash(s), s[5]) for s in sigs], rb.doubt)
     earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
-    if any(on_server):
-        wanted = set(sigs)
-        times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+    present = {s for s, have in zip(sigs, on_server) if have}  # only these need counting
+    if present:
         last = calls[-1]
         for seq, t, text in rb.history.rows_before(
-                last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
-                "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
+                last, "log_metric", *_candidates(present),
                 lookback=last.seq - calls[0].seq + LOOKBACK):
             sig = call_metric_sig(Call(0, "log_metric", None, t, text))
-            if sig in wanted:
+            if sig in present:
                 earlier.setdefault(sig, []).append(seq)
     verdicts = [have > bisect.bisect_left(earlier.get(sig, ()), call.seq)
                 for call, sig, have in zip(calls, sigs, on_server)]
     if rb.fresh:  # applied by this run's request: what a snapshot must learn
         rb.note_sent([c for c, v in zip(calls, verdicts) if v], key)
     return verdicts
+
+
+def _candidates(sigs: set[tuple]) -> tuple[str, tuple]:
+    """The SQL that keeps the journal rows that may have one of these signatures: same
+    timestamp (the call's time, or one in its payload) and, when every step is an integer
+    or none, same step (a burst of points in one millisecond stays a few rows)."""
+    times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+    sql = ("AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
+           "instr(payload, '\"timestamp\":') > 0)")
+    args: tuple = (json.dumps(times),)
+    steps = {s[2] for s in sigs}
+    if all(step is None or type(step) is int for step in steps):
+        sql += (" AND (json_extract(payload, '$.step') IS NULL OR json_extract(payload, "
+                "'$.step') IN (SELECT value FROM json_each(?)))")
+        args += (json.dumps(sorted(step for step in steps if step is not None)),)
+    return sql, args
 
 
 def _series_counts(rb: "ReadBack", reads: Any, kind: str, key: str,
