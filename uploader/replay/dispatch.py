@@ -50,7 +50,7 @@ PARK_ROWS = 100_000
 # Parked units resolved per job at most (one journal query for their earlier identical
 # calls): rows of metric groups; single calls (resent one by one when the server lacks them,
 # so several jobs share those resends).
-RESOLVE_ROWS = 5_000
+RESOLVE_ROWS = 2_000
 RESOLVE_CALLS = 250
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 REPORT_EVERY_S = 0.2

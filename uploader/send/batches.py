@@ -36,6 +36,10 @@ from comet_journal.uploader.wire.exchange import Link, Outcome
 from comet_journal.uploader.wire.requests import BuiltRequest, encode_json
 
 GROUP_ROUTE = "batch_metrics"  # where metric groups go
+# The verdict of a call within a job, shared by every such call (read, never changed): a
+# batch's thousand rows would otherwise make a thousand outcomes (about 1 KB each).
+APPLIED = Outcome(ok=True)
+FOUND = Outcome(ok=True, found=True)
 # The batch route of each endpoint that has one (the batchability of every other is: none).
 BATCH_ENDPOINT = {"log_metric": "batch_metrics", "log_parameter": "batch_parameters",
                   "log_output": "batch_output"}
@@ -134,7 +138,7 @@ class BatchSender:
             totals.add_counts(out)
             if out.ok:
                 if not out.found:
-                    parts.extend((c, Outcome(ok=True)) for c in pending)
+                    parts.extend((c, APPLIED) for c in pending)
                     self.readback.note_sent(pending, key)
                 break
             if out.status == 404 and route != "log_output":
@@ -196,7 +200,7 @@ class BatchSender:
             pending = group.calls()
         if out.ok:
             if not out.found:
-                parts.extend((c, Outcome(ok=True)) for c in pending)
+                parts.extend((c, APPLIED) for c in pending)
                 self.readback.note_sent(pending, key)
         elif out.status == 404:
             self.capabilities.batch_gone(GROUP_ROUTE)
@@ -233,7 +237,7 @@ class BatchSender:
         rest = []
         for call, found in zip(calls, verdicts):
             if found:
-                parts.append((call, Outcome(ok=True, found=True)))
+                parts.append((call, FOUND))
             else:
                 rest.append(call)
         return rest

@@ -21,7 +21,7 @@ from comet_journal.uploader.errors import JournalDamagedError
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.groups import MetricGroup
 from comet_journal.uploader.journal.progress import ExperimentTarget
-from comet_journal.uploader.send.batches import BatchSender
+from comet_journal.uploader.send.batches import FOUND, BatchSender
 from comet_journal.uploader.send.context import SendContext
 from comet_journal.uploader.send.create import Creator
 from comet_journal.uploader.send.readback import ReadBack
@@ -116,7 +116,7 @@ class Sender:
             size = len(unit.seqs) if isinstance(unit, MetricGroup) else 1
             mine, flags = calls[at:at + size], found[at:at + size]
             at += size
-            verdicts = [(call, Outcome(ok=True, found=True)) for call, f in zip(mine, flags) if f]
+            verdicts = [(call, FOUND) for call, f in zip(mine, flags) if f]
             rest = [call for call, f in zip(mine, flags) if not f]
             if verdicts:
                 self.link.gate.ok()  # progress: calls settled
