@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Final
+from typing import Any, Callable, Final, Iterator
 
 # Where metric points come from: metrics, and system samples (as their sys.* metrics).
 METRIC_POINT_ENDPOINTS: Final = frozenset(("log_metric", "batch_metrics", "cpu_metrics",
@@ -68,3 +68,31 @@ def comet_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     return json.dumps(value)
+
+
+# One page of a series' get-metric answer, written by SQLite (no Python object per point):
+# its items as a JSON array, its last id, its length.
+SERIES_PAGE: Final = """
+SELECT json_group_array(json_object(
+           'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
+           'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
+FROM (SELECT id, name, text, timestamp, step, epoch, context,
+             ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
+      WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
+
+
+def series_answer(experiment_key: str, name: str,
+                  read_page: Callable[[int, int], tuple]) -> Iterator[bytes]:
+    """The pieces of a get-metric answer: its head, each page's items (``read_page(after id,
+    offset)`` gives a page's JSON array, its last id and its length), its end."""
+    yield b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
+        json.dumps(experiment_key).encode(), json.dumps(name).encode())
+    after, offset = 0, 0
+    while True:
+        items, last, n = read_page(after, offset)
+        if not n:
+            break
+        # the page's items without the array's brackets, after a comma but for the first
+        yield (b"," if offset else b"") + items[1:-1].encode()
+        after, offset = last, offset + n
+    yield b"]}"

@@ -125,7 +125,9 @@ def _metric_json(points: Iterable[dict]) -> list[dict]:
 def _metric(ctx: ReadContext) -> Response:
     name = ctx.param("metricName")
     key = ctx.experiment()["key"]
-    return Response(200, ctx.store.series_json(ctx.conn, key, name), JSON_TYPE)
+    # streamed: the answer is written a page at a time, never held whole (a 10M-point
+    # series is about 1.5 GB of JSON)
+    return Response(200, content_type=JSON_TYPE, stream=ctx.store.series_pieces(key, name))
 
 
 @reader("experiment/metrics/get-all")

@@ -39,8 +39,8 @@ from comet_journal.emulator.errors import BACKEND_CUSTOM_ERROR, ApiError
 from comet_journal.emulator.faults import FaultPlan
 from comet_journal.emulator.routes import Router
 from comet_journal.emulator.store import Store
-from comet_journal.emulator.wire import (Request, Response, encode_head, error_response, read_body,
-                           split_target)
+from comet_journal.emulator.wire import (Request, Response, chunked, encode_head,
+                                        error_response, read_body, split_target)
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +89,14 @@ class _Handler(BaseHTTPRequestHandler):
         if response.drop:
             self.close_connection = True  # no answer: the connection just closes
             return
+        if response.stream is not None and response.slow_body_s:  # a fault: trickled whole
+            response.body, response.stream = b"".join(response.stream), None
         head = encode_head(response, self.close_connection)
-        if response.slow_body_s and response.body:
+        if response.stream is not None:  # never held whole: written as it is made
+            self.wfile.write(head)
+            for piece in chunked(response.stream):
+                self.wfile.write(piece)
+        elif response.slow_body_s and response.body:
             self.wfile.write(head)
             body, pieces = response.body, min(len(response.body), SLOW_BODY_PIECES)
             size = math.ceil(len(body) / pieces)

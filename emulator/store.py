@@ -31,7 +31,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Final, Iterable, Iterator
 
-from comet_journal.emulator.points import METRIC_POINT_ENDPOINTS, comet_text, points_of
+from comet_journal.emulator.points import (METRIC_POINT_ENDPOINTS, SERIES_PAGE, comet_text,
+                                           points_of, series_answer)
 
 SCHEMA_VERSION: Final = 2  # 2: metric points indexed (metric_points)
 APPLICATION_ID: Final = 0x434A454D  # "CJEM": this SQLite file is an emulator's state
@@ -136,14 +137,6 @@ SELECT ?1, ?2, json_extract(j.value, '$.metricName'),
        json_extract(j.value, '$.context'),
        coalesce(nullif(json_extract(j.value, '$.timestamp'), 0), ?3)
 FROM json_each(?4, '$.values') AS j"""
-
-
-_SERIES_PAGE: Final = """
-SELECT json_group_array(json_object(
-           'metricName', name, 'metricValue', text, 'timestamp', timestamp, 'step', step,
-           'epoch', epoch, 'runContext', context, 'offset', n)), max(id), count(*)
-FROM (SELECT *, ?5 + row_number() OVER (ORDER BY id) - 1 AS n FROM metric_points
-      WHERE experiment_key = ?1 AND name = ?2 AND id > ?3 ORDER BY id LIMIT ?4)"""
 
 
 def _stored(value: Any) -> Any:
@@ -290,22 +283,23 @@ class Store:
 
     def series_json(self, conn: sqlite3.Connection, experiment_key: str, name: str,
                     page: int = 50_000) -> bytes:
-        """Comet's get-metric answer for one series, written by SQLite a page at a time (no
-        Python object per point; memory: the answer and one page)."""
-        body = bytearray(b'{"experimentKey":%s,"metricName":%s,"metrics":[' % (
-            json.dumps(experiment_key).encode(), json.dumps(name).encode()))
-        after, offset = 0, 0
-        while True:
-            items, last, n = conn.execute(_SERIES_PAGE, (experiment_key, name, after, page,
-                                                         offset)).fetchone()
-            if not n:
-                break
-            if offset:
-                body += b","
-            body += items[1:-1].encode()  # the page's items, without its brackets
-            after, offset = last, offset + n
-        body += b"]}"
-        return bytes(body)
+        """Comet's get-metric answer for one series, whole (see :meth:`series_pieces`)."""
+        return b"".join(series_answer(
+            experiment_key, name,
+            lambda after, offset: conn.execute(SERIES_PAGE, (experiment_key, name, after, page,
+                                                             offset)).fetchone()))
+
+    def series_pieces(self, experiment_key: str, name: str, page: int = 10_000
+                      ) -> Iterator[bytes]:
+        """Comet's get-metric answer for one series in pieces, one page of points each,
+        written by SQLite (no Python object per point), each page read under the lock and
+        none held between pages: memory is one page, whatever the series' length. A point
+        applied while the answer is written is in it or not, never in part."""
+        def read_page(after: int, offset: int) -> tuple:
+            with self.reading() as conn:
+                return conn.execute(SERIES_PAGE, (experiment_key, name, after, page,
+                                                  offset)).fetchone()
+        return series_answer(experiment_key, name, read_page)
 
     def metric_counts(self, conn: sqlite3.Connection, experiment_key: str) -> dict[str, int]:
         """Points per metric name of one experiment."""

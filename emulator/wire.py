@@ -16,7 +16,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, BinaryIO, Final, Mapping
+from typing import Any, BinaryIO, Final, Iterable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from comet_journal.schema.catalogue import BOOL, FILE, INT, JSON_OBJECT, NUMBER, Endpoint
@@ -251,9 +251,10 @@ def fields_json(values: Mapping[str, Any]) -> str:
 
 @dataclass
 class Response:
-    """A complete response, and what the connection should suffer with it (faults):
-    ``drop`` closes it instead of answering, ``slow_body_s`` trickles the body over that
-    many seconds, ``outage_s`` then refuses connections for that many seconds."""
+    """A response, and what the connection should suffer with it (faults): ``drop`` closes
+    it instead of answering, ``slow_body_s`` trickles the body over that many seconds,
+    ``outage_s`` then refuses connections for that many seconds. A ``stream`` (pieces of
+    the body, made as they are sent) replaces ``body``: it goes out chunked."""
 
     status: int
     body: bytes = b""
@@ -262,6 +263,7 @@ class Response:
     drop: bool = False
     slow_body_s: float = 0.0
     outage_s: float = 0.0
+    stream: Iterable[bytes] | None = field(default=None, repr=False)
 
 
 def json_response(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()
@@ -295,8 +297,19 @@ def encode_head(response: Response, close: bool) -> bytes:
              f"Date: {_http_date()}",
              "Server: comet-emulator",
              f"Content-Type: {response.content_type}",
-             f"Content-Length: {len(response.body)}"]
+             "Transfer-Encoding: chunked" if response.stream is not None
+             else f"Content-Length: {len(response.body)}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
     if close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def chunked(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """A streamed body in HTTP/1.1 chunks (empty pieces skipped), ending with the last."""
+    for piece in pieces:
+        if piece:
+            yield b"%x\r\n" % len(piece)
+            yield piece  # not copied into a chunk: pieces may be megabytes
+            yield b"\r\n"
+    yield b"0\r\n\r\n"

@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--per-call-points", type=int, default=100_000)
     parser.add_argument("--rates", default="0,0.005,0.02", help="drop_after rates")
     parser.add_argument("--concurrency", type=int, default=32, help="per-call concurrency")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds over the rates (a busy machine: the median is reported, "
+                             "with every wall time, ratios from the same round)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-scale-")
     rates = [float(r) for r in args.rates.split(",")]
@@ -81,15 +84,27 @@ def main() -> None:
     for mode, points, route, extra in (
             ("batch", args.points, "batch_metrics", ["--batch"]),
             ("per_call", args.per_call_points, "log_metric",
-             ["--concurrency", str(args.concurrency)])):
+             ["--no-batch", "--concurrency", str(args.concurrency)])):  # batch is the default
         if not points:
             continue
         journal = build_journal(os.path.join(tmp, f"{mode}.db"), points)
+        rounds = []
+        for i in range(args.repeat):  # rates interleaved: load changes hit them alike
+            rounds.append({rate: one_run(journal, route, rate, extra, noop=rate == 0 and i == 0)
+                           for rate in rates})
+            print(f"{mode} {points} round {i + 1}: " + ", ".join(
+                f"{r:g}: {f['wall_s']} s" for r, f in rounds[-1].items()), file=sys.stderr,
+                flush=True)
         for rate in rates:
-            results[f"{mode} {points} drops={rate:g}"] = one_run(
-                journal, route, rate, extra, noop=rate == 0)
-            print(f"{mode} {points} drops={rate:g}: {results[f'{mode} {points} drops={rate:g}']}",
-                  file=sys.stderr, flush=True)
+            runs = [r[rate] for r in rounds]
+            walls = sorted(f["wall_s"] for f in runs)
+            figures = dict(runs[0], wall_s=walls[len(walls) // 2])
+            if args.repeat > 1:
+                figures["wall_s_all"] = [f["wall_s"] for f in runs]
+                if rate:
+                    figures["vs_clean_per_round"] = [
+                        round(r[rate]["wall_s"] / r[rates[0]]["wall_s"], 2) for r in rounds]
+            results[f"{mode} {points} drops={rate:g}"] = figures
     width = max(len(k) for k in results)
     print("read-back at scale (emulator on loopback, separate process, dedupe off)")
     for name, figures in results.items():

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from comet_journal.uploader.send.series import SeriesReads, iter_points
+from comet_journal.uploader.send.series import PointReader, SeriesReads, iter_points
 
 
 def _answer(points: list[dict]) -> bytes:
@@ -67,3 +67,36 @@ def test_read_backs_in_doubt_together_share_passes():
         t.join()
     assert results == {s: int(s < 100) for s in range(0, 200, 10)}
     assert 1 <= len(fetched) <= 3  # 20 calls in doubt: a pass in progress, then one more
+
+
+def test_output_length_is_counted_as_the_answer_streams_in():
+    from comet_journal.uploader.send.output_length import OutputLength
+    text = 'line "q" \\ tab\t é 😀 \u2028 \ud7ff end\n' * 40
+    for ascii_only in (True, False):  # escapes (surrogate pairs too) or raw UTF-8
+        body = json.dumps({"experimentKey": "k", "output": text}, ensure_ascii=ascii_only).encode()
+        for window in (1, 2, 3, 5, 7, 64, 1 << 20):
+            reader = OutputLength()
+            for start in range(0, len(body), window):
+                reader.feed(body[start:start + window])
+            assert reader.problem() is None and reader.length == len(text), (ascii_only, window)
+    cut = OutputLength()
+    cut.feed(json.dumps({"output": text}).encode()[:100])
+    assert cut.problem() is not None
+    empty = OutputLength()
+    empty.feed(b'{"output": null}')
+    assert empty.problem() is None and empty.length == 0
+
+
+def test_a_pass_skips_items_it_does_not_want_undecoded_but_never_a_wanted_one():
+    points = [{"metricName": "m", "metricValue": i, "step": i, "timestamp": 1000 + i // 10}
+              for i in range(5000)]
+    points[1234]["timestamp"] = 1200.0  # not an integer literal: never skipped on its text
+    body = _answer(points)
+    for times in ({1100, 1200, 1499}, {9999}, {1100, None}):
+        got = []
+        reader = PointReader(lambda p: got.append(p["step"]) if p["timestamp"] in times else None,
+                             times=times)
+        for start in range(0, len(body), 997):
+            reader.feed(body[start:start + 997])
+        assert reader.problem() is None
+        assert got == [p["step"] for p in points if p["timestamp"] in times], times

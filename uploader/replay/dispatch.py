@@ -11,6 +11,13 @@ crash the calls of unknown outcome are known (and read back before any resend). 
 only once its last outcome is committed, so a SIGKILL leaves in doubt only the jobs in flight
 (what matters on a server that neither offers reads nor deduplicates).
 
+Parking: a job whose request failed after leaving (a metric point, a sample: applied or
+not?) comes back ``in_doubt``; it is parked (its worker is free, its lane too) and sent again
+later with every other parked job, when nothing else is out nor can be read (the end of the
+journal, or a window full of calls waiting: for a barrier, or identical points) or when
+``PARK_ROWS`` are parked: the first of them reads each series once for all
+(:mod:`comet_journal.uploader.send.series`).
+
 Stopping early: when ``stop`` is set (from any thread) or the time slice has passed, nothing
 new is admitted or handed out; jobs not yet started are given back; requests on the wire
 finish (a time slice waits for them; a stop waits ``STOP_GRACE_S`` at most, then abandons
@@ -37,6 +44,14 @@ from comet_journal.uploader.replay.summary import STOP_GRACE_S, Options, Summary
 from comet_journal.uploader.send.context import SendContext
 from comet_journal.uploader.wire.exchange import Outcome
 
+# Rows parked in doubt (sent, outcome unknown) before they are resolved even while other
+# jobs are out: a bound on their memory and on how far the watermark lags behind.
+PARK_ROWS = 100_000
+# Parked units resolved per job at most (one journal query for their earlier identical
+# calls): rows of metric groups; single calls (resent one by one when the server lacks them,
+# so several jobs share those resends).
+RESOLVE_ROWS = 2_000
+RESOLVE_CALLS = 250
 SENT_STEP = 256  # raise sent_through this far ahead: one commit per this many calls at most
 REPORT_EVERY_S = 0.2
 
@@ -82,6 +97,10 @@ class Dispatch:
         self.unrecorded = 0  # jobs handed out whose outcome is not committed yet
         self.answered = 0  # of those, the ones whose outcome arrived (committed next)
         self.abandoned_top = 0  # highest seq of a job stopped after it may have been sent
+        self.parked: list = []  # (job item, top seq) of jobs of unknown outcome, parked
+        self.parked_rows = 0
+        self.parked_top = 0  # highest seq ever parked (it may have been applied)
+        self.resolving: set[int] = set()  # ids of parked job items sent again, not back yet
         self.reader_done = False
         self.orphaned = False  # calls left pending: their create comes after this replay
         self.stopping = False
@@ -94,7 +113,8 @@ class Dispatch:
             self._check_stop()
             if not self.stopping:
                 self._fill_window()
-                if self.reader_done and self.in_window == 0 and not self.ledger.pending:
+                if self.reader_done and self.in_window == 0 and not self.ledger.pending \
+                        and not self.parked:
                     break
             elif not self.out_jobs or time.monotonic() >= self.abandon_at:
                 break
@@ -102,6 +122,9 @@ class Dispatch:
                 self._on_result(item, result)
             if self.ledger.due():
                 self._commit()
+            if self.parked and not self.stopping and (
+                    self.parked_rows >= PARK_ROWS or self._stalled()):
+                self._resolve_parked()
             now = time.monotonic()
             if on_progress and now - last_report >= REPORT_EVERY_S:
                 last_report = now
@@ -197,8 +220,14 @@ class Dispatch:
         if isinstance(result, BaseException):
             raise result
         outcome: Outcome = result
-        self.answered += 1
         summary = self.summary
+        if self.resolving:
+            self.resolving.discard(id(item))
+            self.ledger.hold(bool(self.parked or self.resolving))
+        if outcome.in_doubt:
+            self._park(item, top, outcome)
+            return
+        self.answered += 1
         summary.retried += outcome.retries
         summary.throttled += outcome.throttled
         summary.bytes_sent += outcome.bytes_sent
@@ -212,8 +241,71 @@ class Dispatch:
             self.progress.set_project_id(*outcome.project_id)
         if not isinstance(job, list) and job.kind == CREATE:
             self._created(job, target, outcome)
-        for call, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
-            ledger.settle_call(call, verdict, outcome.attempts)
+        for unit, verdict in (outcome.parts if outcome.parts is not None else [(job, outcome)]):
+            if unit.__class__ is MetricGroup:  # a bundle of parked units, resolved
+                ledger.settle_group(unit, verdict)
+            else:
+                ledger.settle_call(unit, verdict, outcome.attempts)
+
+    def _park(self, item: tuple, top: int, outcome: Outcome) -> None:
+        """A job of unknown outcome, parked: nothing to record (its calls stay unsettled, below
+        ``sent_through``), its worker is free; resolved with the others later (see the
+        module docstring): one read of each series for all of them."""
+        job = item[0]
+        self.unrecorded -= 1
+        self.summary.retried += outcome.retries
+        self.summary.throttled += outcome.throttled
+        self.summary.bytes_sent += outcome.bytes_sent
+        self.summary.batches += outcome.batch
+        self.summary.parked += 1
+        rows = _rows(job)
+        self.parked.append((item, top))
+        self.parked_rows += rows
+        self.parked_top = max(self.parked_top, top)
+        self.in_window -= rows  # bounded by PARK_ROWS instead: reading goes on
+        self.ledger.hold(True)
+        self._execute(self.scheduler.park(job))
+        self._hand_out()
+
+    def _stalled(self) -> bool:
+        """Nothing is out and nothing more can be read (the end, or a full window): what
+        waits may be waiting for a parked job."""
+        return not self.out_jobs and (self.reader_done or self.in_window - self.scheduler
+                                      .waiting_rows + self.reader.buffered >= self.window)
+
+    def _resolve_parked(self) -> None:
+        """Send every parked job again: its pass (one read per series) says what to resend.
+        They go back in bundles of one experiment and endpoint, in journal order (one
+        journal query for a bundle's earlier identical calls)."""
+        parked, self.parked, self.parked_rows = self.parked, [], 0
+        bundles: dict[tuple, list] = {}
+        for item, top in parked:
+            job = item[0]
+            self.scheduler.unpark(job)
+            self.in_window += _rows(job)
+            if isinstance(job, list):
+                self._resend(item, top)
+            else:
+                bundles.setdefault((job.experiment_id, job.endpoint, job.__class__),
+                                   []).append((item, top))
+        for bundle in bundles.values():
+            bundle.sort(key=lambda entry: entry[0][0].seq)
+            units, tops, rows = [], [], 0
+            cap = RESOLVE_ROWS if bundle[0][0][0].__class__ is MetricGroup else RESOLVE_CALLS
+            for (job, target), top in bundle:
+                units.append(job)
+                tops.append(top)
+                rows += _rows(job)
+                if rows >= cap:
+                    self._resend((units, target), max(tops))
+                    units, tops, rows = [], [], 0
+            if units:
+                self._resend((units, bundle[0][0][1]), max(tops))
+        self._hand_out()
+
+    def _resend(self, item: tuple, top: int) -> None:
+        self.resolving.add(id(item))
+        self.ready.append((item, top))
 
     def _created(self, call, target: ExperimentTarget, outcome: Outcome) -> None:
         if outcome.ok and outcome.server_key:
@@ -256,11 +348,19 @@ class Dispatch:
     def _stopped_early(self) -> None:
         """Progress after a graceful stop: ``sent_through`` back down to what may have been
         sent (so the next run reads back only those), and whether calls are left."""
-        may_be_sent = max([self.sent_at_start, self.abandoned_top, *self.out_jobs.values()])
+        may_be_sent = max([self.sent_at_start, self.abandoned_top, self.parked_top,
+                           *self.out_jobs.values()])
         self.progress.lower_sent_through(may_be_sent)
-        self.summary.more_pending = not (self.reader_done and self.in_window == 0)
+        self.summary.more_pending = not (self.reader_done and self.in_window == 0
+                                         and not self.parked)
 
     @property
     def abandoned(self) -> bool:
         """Were requests still on the wire abandoned (a stop's grace ran out)?"""
         return self.abandon_at is not None and time.monotonic() >= self.abandon_at
+
+
+def _rows(job) -> int:
+    if job.__class__ is MetricGroup:
+        return len(job.seqs)
+    return len(job) if isinstance(job, list) else 1

@@ -13,14 +13,16 @@ outcome is now durable, for the scheduler to release:
   need no per-call row;
 * a group's acks wait up to ``GROUP_ACK_DEFER_S`` for the watermark to cover them before
   they are written as rows (safe: until then they are below ``sent_through``, so a crash only
-  means reading them back; the final commit writes whatever is left).
+  means reading them back; the final commit writes whatever is left); while units are parked
+  in doubt (:meth:`hold`: they hold the watermark back until they are resolved), they wait
+  for it (up to ``HELD_ACKS``), kept as seq ranges, not as rows written and deleted again.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from comet_journal.uploader.journal.groups import MetricGroup
 from comet_journal.uploader.journal.progress import Progress
@@ -28,6 +30,9 @@ from comet_journal.uploader.replay.summary import Summary
 from comet_journal.uploader.wire.exchange import Outcome
 
 GROUP_ACK_DEFER_S = 0.5
+# Group acks kept waiting while units are parked, at most (a range of seqs counts one, a
+# list of seqs one per seq: about 40 MB at most).
+HELD_ACKS = 1_000_000
 RESULT_WAIT_S = 0.1  # the dispatcher's longest wait for a result before looking around
 
 
@@ -51,8 +56,9 @@ class Ledger:
         self.settled_seqs: set[int] = set()  # first seqs of settled units still in the heap
         self.retried_seqs: set[int] = set()
         self.acks: list[tuple[int, int]] = []
-        # (group, acked seqs or None for all, attempts, settled at)
-        self.group_acks: list[tuple[MetricGroup, list[int] | None, int, float]] = []
+        # (acked seqs: a range or a list, attempts, settled at)
+        self.group_acks: list[tuple[Any, int, float]] = []
+        self.holding = False  # units are parked: group acks wait longer for the watermark
         self.rejects: list[tuple[int, int, int, str]] = []
         self.pending: list = []  # units settled in memory, awaiting commit
         self.held: list[tuple[int, str]] = []  # (seq, why): never sent, tried again next run
@@ -96,6 +102,10 @@ class Ledger:
         self._ack(unit, True, 0)
         self._settled(unit)
 
+    def hold(self, parked: bool) -> None:
+        """Whether units are parked in doubt (the watermark waits for their resolution)."""
+        self.holding = parked
+
     def _ack(self, call, found: bool, attempts: int) -> None:
         self.acks.append((call.seq, attempts))
         if found:
@@ -107,7 +117,7 @@ class Ledger:
         """Every row of a group: acked at once (``parts`` None), one by one, or rejected."""
         attempts, summary = outcome.attempts, self.summary
         if outcome.parts is None and outcome.ok:
-            self.group_acks.append((group, None, attempts, self.clock()))
+            self.group_acks.append((_compact(group.seqs), attempts, self.clock()))
             summary.uploaded += len(group.seqs)
         elif outcome.parts is not None:
             acked = []
@@ -121,7 +131,7 @@ class Ledger:
                 else:
                     self._reject(sub.seq, group.endpoint, attempts, verdict.status,
                                  verdict.message)
-            self.group_acks.append((group, acked, attempts, self.clock()))
+            self.group_acks.append((_compact(acked), attempts, self.clock()))
         else:
             for seq in group.seqs:
                 self._reject(seq, group.endpoint, attempts, outcome.status, outcome.message)
@@ -140,7 +150,8 @@ class Ledger:
         """Is a commit due now? When anything is settled (or a group's deferred acks are
         old enough to be written as rows)."""
         return bool(self.pending) or bool(
-            self.group_acks and self.clock() - self.group_acks[0][3] >= GROUP_ACK_DEFER_S)
+            self.group_acks and self.clock() - self.group_acks[0][2] >= GROUP_ACK_DEFER_S
+            and not self.holding)
 
     def watermark(self) -> int:
         """Every main-line call at or below the returned seq is settled (committed or about
@@ -170,15 +181,18 @@ class Ledger:
         acks = [a for a in self.acks if a[0] > mark or a[0] in retried]
         deferred = []
         written_before = self.clock() - GROUP_ACK_DEFER_S
+        held = 0
         for entry in self.group_acks:
-            group, seqs, attempts, since = entry
-            if group.seqs[-1] <= mark:
+            seqs, attempts, since = entry
+            if not seqs or seqs[-1] <= mark:
                 continue
-            if since > written_before and not final:
+            weight = 1 if seqs.__class__ is range else len(seqs)
+            if not final and (since > written_before or (
+                    self.holding and held + weight <= HELD_ACKS)):
+                held += weight
                 deferred.append(entry)
                 continue
-            acks.extend((s, attempts) for s in (group.seqs if seqs is None else seqs)
-                        if s > mark)
+            acks.extend((s, attempts) for s in seqs if s > mark)
         if not (self.pending or acks or self.rejects or watermark is not None):
             self.group_acks = deferred
             return []
@@ -191,9 +205,16 @@ class Ledger:
         """After a failure: record what is settled, without the watermark, if possible."""
         try:
             acks = list(self.acks)
-            for group, seqs, attempts, _since in self.group_acks:
-                acks.extend((s, attempts) for s in (group.seqs if seqs is None else seqs))
+            for seqs, attempts, _since in self.group_acks:
+                acks.extend((s, attempts) for s in seqs)
             self.progress.record(acks, self.rejects, None, self.held)
             self.acks, self.group_acks, self.rejects, self.held = [], [], [], []
         except Exception:  # the original failure is what the caller reports
             pass
+
+
+def _compact(seqs: list[int]) -> Any:
+    """Seqs as a range when they are consecutive (the common case: 8 bytes, not 36 a row)."""
+    if seqs and seqs[-1] - seqs[0] + 1 == len(seqs):
+        return range(seqs[0], seqs[-1] + 1)
+    return seqs

@@ -26,7 +26,11 @@ those of :mod:`comet_journal.schema.ordering`):
   serialised, so a read-back can count copies);
 * calls of a batch stream (output lines; with batches on, parameters and metric points)
   go several per job, one job in flight per stream (lane);
-* metric groups of an experiment fly up to ``lanes`` at once, never two sharing a point.
+* metric groups of an experiment fly up to ``lanes`` at once, never two sharing a point;
+* a unit whose outcome is unknown may be *parked* (:meth:`Scheduler.park`) until it is sent
+  again to be resolved (:meth:`Scheduler.unpark`): it frees its group lane, but still holds
+  back its barriers, its identical calls (a positioned call's stream) and any group sharing
+  a point with it (groups add ``items``, their points).
 
 After :meth:`stop`, nothing more is sent.
 """
@@ -74,13 +78,15 @@ class ExperimentGate:
 
 
 class Stream:
-    __slots__ = ("waiting", "inflight", "batch", "flying")
+    __slots__ = ("waiting", "inflight", "batch", "flying", "parked", "parked_items")
 
     def __init__(self, batch: bool = False, groups: bool = False):
         self.waiting: deque = deque()
         self.inflight = 0
         self.batch = batch
         self.flying: list | None = [] if groups else None  # a group stream's groups in flight
+        self.parked: list = []  # groups of unknown outcome, parked (not in flight)
+        self.parked_items: set = set()  # their points: no group sharing one may go
 
 
 class Scheduler:
@@ -153,10 +159,33 @@ class Scheduler:
                 stream.flying.remove(unit)
             if stream.waiting:
                 self._pump(stream, actions)
-            elif stream.inflight == 0:
+            elif stream.inflight == 0 and not stream.parked:
                 del self.streams[unit.stream]
         self._send_global(actions)
         return actions
+
+    def park(self, unit) -> list:
+        """``unit`` was sent and its outcome is unknown; it is resolved later (sent again,
+        :meth:`unpark`). It still holds back what waits for it (barriers, identical calls:
+        a positioned call's stream; a group's points), but no longer a lane."""
+        actions: list = []
+        stream = self.streams.get(unit.stream)
+        if stream is not None and stream.flying is not None:
+            stream.flying.remove(unit)
+            stream.inflight -= 1
+            stream.parked.append(unit)
+            stream.parked_items.update(unit.items)
+            self._pump(stream, actions)
+        return actions
+
+    def unpark(self, unit) -> None:
+        """A parked unit goes out again (to be resolved); :meth:`release` ends it as usual."""
+        stream = self.streams.get(unit.stream)
+        if stream is not None and stream.flying is not None:
+            stream.parked.remove(unit)
+            stream.parked_items = set().union(*(g.items for g in stream.parked))
+            stream.flying.append(unit)
+            stream.inflight += 1
 
     def created(self, experiment_id: int) -> None:
         """The experiment's creation succeeded (its server key is recorded)."""
@@ -268,9 +297,11 @@ class Scheduler:
         if self.stopping:
             return
         if stream.flying is not None:  # groups: several in flight, in order, none sharing
-            flying = stream.flying     # a point with another in flight
+            flying = stream.flying     # a point with another in flight (or parked)
+            parked = stream.parked_items
             while waiting and len(flying) < self.lanes and \
-                    not any(waiting[0].overlaps(g) for g in flying):
+                    not any(waiting[0].overlaps(g) for g in flying) and \
+                    (not parked or parked.isdisjoint(waiting[0].items)):
                 group = waiting.popleft()
                 flying.append(group)
                 stream.inflight += 1

@@ -62,6 +62,7 @@ class Summary:
     elapsed_s: float = 0.0
     experiments: list[ExperimentResult] = field(default_factory=list)
     batches: int = 0
+    parked: int = 0  # jobs of unknown outcome parked, then resolved together (read once)
     error: str | None = None
     more_pending: bool = False  # stopped early (time slice, stop): calls are left to upload
     # calls left pending because this server lacks the SDK route they need, by endpoint
@@ -79,7 +80,7 @@ class Summary:
             "found_by_readback": self.found_by_readback,
             "rejected": len(self.rejected), "rejected_calls": self.rejected,
             "retried": self.retried, "throttled": self.throttled,
-            "bytes_sent": self.bytes_sent, "batches": self.batches,
+            "bytes_sent": self.bytes_sent, "batches": self.batches, "parked": self.parked,
             "elapsed_s": round(self.elapsed_s, 3),
             "calls_per_s": round(self.uploaded / self.elapsed_s, 1) if self.elapsed_s else None,
             "experiments": [e.__dict__ for e in self.experiments], "error": self.error,

@@ -15,8 +15,9 @@ endpoint and the calls go one by one through the documented endpoint.
 
 Batch mode's metric groups (:class:`~comet_journal.uploader.journal.groups.MetricGroup`) go out
 as one request each, spliced from their journal rows (:meth:`BatchSender.send_group`): a group
-holding a row an earlier run may have sent is sent as a checked batch instead, and an
-ambiguous failure reads the group back item by item and resends only what the server lacks.
+holding a row an earlier run may have sent is sent as a checked batch instead; an
+ambiguous failure parks the group (``in_doubt``: see :mod:`.sender`), and when it comes back
+the pass it was parked into says which rows the server has; only the others are resent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from comet_journal.uploader.wire.exchange import Link, Outcome
 from comet_journal.uploader.wire.requests import BuiltRequest, encode_json
 
 GROUP_ROUTE = "batch_metrics"  # where metric groups go
+# The verdict of a call within a job, shared by every such call (read, never changed): a
+# batch's thousand rows would otherwise make a thousand outcomes (about 1 KB each).
+APPLIED = Outcome(ok=True)
+FOUND = Outcome(ok=True, found=True)
 # The batch route of each endpoint that has one (the batchability of every other is: none).
 BATCH_ENDPOINT = {"log_metric": "batch_metrics", "log_parameter": "batch_parameters",
                   "log_output": "batch_output"}
@@ -133,7 +138,7 @@ class BatchSender:
             totals.add_counts(out)
             if out.ok:
                 if not out.found:
-                    parts.extend((c, Outcome(ok=True)) for c in pending)
+                    parts.extend((c, APPLIED) for c in pending)
                     self.readback.note_sent(pending, key)
                 break
             if out.status == 404 and route != "log_output":
@@ -150,6 +155,8 @@ class BatchSender:
         """One metric group as one gzip batch. ``parts`` is None when every row was applied
         by this request (the common case); otherwise it has a verdict per row."""
         key = target.server_key
+        if self.readback.is_parked(key, group.seq):
+            return self._resolve_group(group, target)
         if group.maybe_sent or not self._use_batch(GROUP_ROUTE):
             high = group.seqs[-1] if self.context.may_be_on_server(group.experiment_id) \
                 else self.context.sent_at_start
@@ -178,7 +185,12 @@ class BatchSender:
             return not state["pending"]
 
         out = self.link.exchange(build, self.context.idempotency_key(
-            f"b{group.seq}-{group.last}"), group.label(), on_ambiguous=on_ambiguous)
+            f"b{group.seq}-{group.last}"), group.label(), on_ambiguous=on_ambiguous,
+            park=True)
+        if out.in_doubt:  # resolved when the dispatcher sends the group again
+            self.readback.park(group.calls(), key, group.seq)
+            out.batch = True
+            return out
         totals = Outcome(ok=True, batch=True)
         totals.add_counts(out)
         pending = state["pending"]
@@ -188,7 +200,7 @@ class BatchSender:
             pending = group.calls()
         if out.ok:
             if not out.found:
-                parts.extend((c, Outcome(ok=True)) for c in pending)
+                parts.extend((c, APPLIED) for c in pending)
                 self.readback.note_sent(pending, key)
         elif out.status == 404:
             self.capabilities.batch_gone(GROUP_ROUTE)
@@ -201,15 +213,31 @@ class BatchSender:
         totals.parts = parts
         return totals
 
+    def _resolve_group(self, group: MetricGroup, target: ExperimentTarget) -> Outcome:
+        """A parked group, back: the pass it was parked into says which rows the server has;
+        the others go again (as a batch, read back at once if that fails too)."""
+        parts: list = []
+        rest = self.drop_found(group.calls(), target.server_key, parts, parked=group.seq)
+        totals = Outcome(ok=True, batch=True)
+        if rest:
+            again = self.send(rest, target)
+            totals.add_counts(again)
+            parts.extend(again.parts)
+        else:
+            self.link.gate.ok()  # progress: every row settled
+        totals.parts = parts
+        return totals
+
     def drop_found(self, calls: list[Call], key: str, parts: list,
-                   fresh: bool = False) -> list[Call]:
+                   fresh: bool = False, parked: int | None = None) -> list[Call]:
         """Ack the calls the server already has (into ``parts``); return the others, in
-        order. ``fresh``: after this run's request failed ambiguously."""
-        verdicts = self.readback.applied_many(calls, key, fresh)
+        order. ``fresh``: after this run's request failed ambiguously; ``parked``: the unit
+        they were parked as (:meth:`ReadBack.park`)."""
+        verdicts = self.readback.applied_many(calls, key, fresh, parked)
         rest = []
         for call, found in zip(calls, verdicts):
             if found:
-                parts.append((call, Outcome(ok=True, found=True)))
+                parts.append((call, FOUND))
             else:
                 rest.append(call)
         return rest

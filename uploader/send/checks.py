@@ -5,12 +5,14 @@ Each check compares the server's current state with what the journal says should
 "found" only if its effect is present one more time than earlier journal calls explain:
 
 * metric points (and system samples that read as metrics): the number of points with the
-  same name, value, step, epoch, context and timestamp, against the number of identical
-  earlier journal calls (identical calls are serialised by the replay, so the count decides);
+  same name, value, step, epoch, context and timestamp (samples: step and timestamp of the
+  probe metric), against the number of identical earlier journal calls (identical calls are
+  serialised by the replay, so the count decides); series are read as :mod:`.series` says;
 * parameters and others: the server keeps a summary per name; their streams are ordered, so
   the current value and timestamp tell how far a run of same-name calls got;
 * output: lines are sent in order per experiment, so the length of the server's output text
-  against the journal's earlier lines says which were applied;
+  (counted as it streams in, never held: :mod:`.output_length`) against the journal's
+  earlier lines says which were applied;
 * html: same, by length (appends) or equality (override);
 * tags, code, graph, git metadata, system details, start/end time, archive: the server's
   value equals the call's (these are set-style, resending them would be harmless anyway);
@@ -28,62 +30,34 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
-from collections import Counter
 from typing import Any, Callable
 
 from comet_journal.schema.catalogue import ENDPOINTS
 from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.journal.history import LOOKBACK
+from comet_journal.uploader.send.signatures import call_metric_sig, norm_value, series_point
 
 Check = Callable[[Any, list[Call], Any], list]
 ReadBack = Any  # what a check is given (see the module docstring)
 
 
-def norm_value(value: Any) -> Any:
-    """A value as comparable across JSON and Comet's text form ("0.5" == 0.5, "NaN")."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        f = float(value)
-        return "NaN" if math.isnan(f) else f
-    if isinstance(value, str):
-        try:
-            f = float(value)
-        except ValueError:
-            return value
-        return "NaN" if math.isnan(f) else f
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True)
-    return value
-
-
 def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     """A point is on the server if the server has more copies of it than earlier journal
     calls explain. Series are read through ``rb.series`` (:mod:`.series`): once per run for
-    calls an earlier run may have sent, in shared passes for calls this run left in doubt;
-    one journal query for the whole batch."""
+    calls an earlier run may have sent, in shared passes for calls this run left in doubt
+    (parked ones: the passes they were parked into); one journal query for all the calls."""
     sigs = [call_metric_sig(c) for c in calls]
-    counts: dict[str, Counter] = {}
-    for name in dict.fromkeys(s[0] for s in sigs):
-        if rb.fresh:
-            mine = [s for s in sigs if s[0] == name]
-            counts[name] = rb.series.fresh(key, name, {hash(s) for s in mine},
-                                           {s[5] for s in mine})
-        else:
-            counts[name] = rb.series.snapshot(key, name)
-    on_server = [counts[sig[0]][hash(sig)] for sig in sigs]
+    on_server = _series_counts(rb, rb.series, "metrics", key,
+                               [(s[0], hash(s), s[5]) for s in sigs], rb.doubt)
     earlier: dict[tuple, list[int]] = {}  # sig -> seqs of identical journal calls
-    if any(on_server):
-        wanted = set(sigs)
-        times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+    present = {s for s, have in zip(sigs, on_server) if have}  # only these need counting
+    if present:
         last = calls[-1]
         for seq, t, text in rb.history.rows_before(
-                last, "log_metric", "AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
-                "instr(payload, '\"timestamp\":') > 0)", (json.dumps(times),),
+                last, "log_metric", *_candidates(present),
                 lookback=last.seq - calls[0].seq + LOOKBACK):
             sig = call_metric_sig(Call(0, "log_metric", None, t, text))
-            if sig in wanted:
+            if sig in present:
                 earlier.setdefault(sig, []).append(seq)
     verdicts = [have > bisect.bisect_left(earlier.get(sig, ()), call.seq)
                 for call, sig, have in zip(calls, sigs, on_server)]
@@ -92,27 +66,69 @@ def _metrics(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
     return verdicts
 
 
-def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
+def _candidates(sigs: set[tuple]) -> tuple[str, tuple]:
+    """The SQL that keeps the journal rows that may have one of these signatures: same
+    timestamp (the call's time, or one in its payload) and, when every step is an integer
+    or none, same step (a burst of points in one millisecond stays a few rows)."""
+    times = sorted({s[5] for s in sigs if isinstance(s[5], int)})
+    sql = ("AND (ts_ms IN (SELECT value FROM json_each(?)) OR "
+           "instr(payload, '\"timestamp\":') > 0)")
+    args: tuple = (json.dumps(times),)
+    steps = {s[2] for s in sigs}
+    if all(step is None or type(step) is int for step in steps):
+        sql += (" AND (json_extract(payload, '$.step') IS NULL OR json_extract(payload, "
+                "'$.step') IN (SELECT value FROM json_each(?)))")
+        args += (json.dumps(sorted(step for step in steps if step is not None)),)
+    return sql, args
+
+
+def _series_counts(rb: "ReadBack", reads: Any, kind: str, key: str,
+                   points: list[tuple[str, int, Any]], doubts: list | None) -> list[int]:
+    """How many copies of each point (name, hash, time) the server has: from the pass each
+    was parked into (``doubts``: per point, its unit's passes), a fresh pass, or the run's
+    snapshot of the series."""
+    if doubts is not None:
+        read: dict[int, Any] = {}
+        copies = []
+        for (name, h, _), passes in zip(points, doubts):
+            this = passes.get((kind, name))
+            if this is None:  # (never parked: cannot tell; counted as absent, so resent)
+                copies.append(0)
+                continue
+            if id(this) not in read:
+                read[id(this)] = reads.settle(key, name, this)
+            copies.append(read[id(this)][h])
+        return copies
+    counts: dict[str, Any] = {}
+    for name in dict.fromkeys(p[0] for p in points):
+        if rb.fresh:
+            mine = [p for p in points if p[0] == name]
+            counts[name] = reads.fresh(key, name, {p[1] for p in mine}, {p[2] for p in mine})
+        else:
+            counts[name] = reads.snapshot(key, name)
+    return [counts[name][h] for name, h, _ in points]
+
+
+def _samples(rb: "ReadBack", calls: list[Call], key: str) -> list[bool | None]:
     """System samples (CPU/RAM/load/GPU) show up on Comet as ``sys.*`` metrics. A sample
     is on the server if its probe metric has more points at the sample's (step,
-    timestamp) than earlier journal samples of the same endpoint there explain."""
-    counts: dict[str, Counter] = {}
-    verdicts = []
-    for call in calls:
-        probe = _sample_probe(call)
-        if probe is None:
+    timestamp) than earlier journal samples of the same endpoint there explain. The probe
+    series are read like metric series (``rb.samples``: streamed, hashes, snapshot, passes)."""
+    where = [series_point(c) for c in calls]
+    doubts = None if rb.doubt is None else [d for d, w in zip(rb.doubt, where) if w is not None]
+    copies = iter(_series_counts(rb, rb.samples, "samples", key,
+                                 [(w[1], hash(w[2]), w[2][1]) for w in where if w is not None],
+                                 doubts))
+    verdicts: list[bool | None] = []
+    for call, point in zip(calls, where):
+        if point is None:
             verdicts.append(None)
             continue
-        if probe not in counts:
-            data = rb.read("experiment/metrics/get-metric", experimentKey=key,
-                            metricName=probe) or {}
-            counts[probe] = Counter((m.get("step"), m.get("timestamp"))
-                                    for m in data.get("metrics") or [])
-        where = _sample_position(call)
         earlier = sum(1 for _seq, t, text in rb.history.rows_before(call, call.endpoint)
-                      if _sample_position(Call(0, call.endpoint, None, t, text)) == where
-                      and _sample_probe(Call(0, call.endpoint, None, t, text)) == probe)
-        verdicts.append(counts[probe][where] > earlier)
+                      if series_point(Call(0, call.endpoint, None, t, text)) == point)
+        verdicts.append(next(copies) > earlier)
+    if rb.fresh:
+        rb.note_sent([c for c, v in zip(calls, verdicts) if v], key)
     return verdicts
 
 
@@ -157,8 +173,7 @@ def _summaries(path: str, name_field: str, value_field: str):
 
 
 def _output(rb: "ReadBack", calls: list[Call], key: str) -> list[bool]:
-    data = rb.read("experiment/output", experimentKey=key) or {}
-    have = len(data.get("output") or "")
+    have = rb.output_length(key)
     verdicts = []
     total = rb.history.output_length_before(calls[0])
     for call in calls:
@@ -264,41 +279,6 @@ def _project(rb: "ReadBack", calls: list[Call], key: str | None) -> list[bool | 
         else:
             verdicts.append(None)
     return verdicts
-
-
-def _metric_sig(name, value, step, epoch, context, timestamp) -> tuple:
-    return tuple(norm_value(v) if isinstance(v, (list, dict)) else v for v in (
-        name, norm_value(value), step, epoch, context or None, timestamp))
-
-
-def server_metric_sig(m: dict) -> tuple:
-    """The signature of a point as the read API returns it."""
-    return _metric_sig(m.get("metricName"), m.get("metricValue"), m.get("step"),
-                       m.get("epoch"), m.get("runContext"), m.get("timestamp"))
-
-
-def call_metric_sig(call: Call) -> tuple:
-    p = call.payload
-    return _metric_sig(p["metricName"], p["metricValue"], p.get("step"), p.get("epoch"),
-                       p.get("context"), p.get("timestamp", call.ts_ms))
-
-
-_SAMPLE_PROBES: dict[str, Callable[[dict], str | None]] = {
-    "cpu_metrics": lambda p: "sys.cpu.percent.avg",
-    "ram_metrics": lambda p: "sys.ram.used",
-    "load_metrics": lambda p: "sys.load.avg",
-    "gpu_metrics": lambda p: (f"sys.gpu.{p['gpus'][0].get('gpuId')}.used_memory"
-                              if p.get("gpus") else None),
-}
-
-
-def _sample_probe(call: Call) -> str | None:
-    return _SAMPLE_PROBES[call.endpoint](call.payload)
-
-
-def _sample_position(call: Call) -> tuple:
-    p = call.payload
-    return (p.get("step"), p.get("timestamp", call.ts_ms))
 
 
 def _same_asset(a: Call, b: Call) -> bool:

@@ -10,14 +10,17 @@ read returns the whole series. So a run reads each series at most once for the c
   snapshot stays exact if it learns this run's own acks of such calls (:meth:`note_applied`)
   instead of reading again.
 * **pass** (a request of this run failed after leaving: applied or not?): the state must be
-  read after the failure. Read-backs of one series wait for the pass in progress and are then
-  answered together by the next one, so N calls in doubt cost at most N reads, and far fewer
-  when they come together (one pass per series for the calls of one interruption).
+  read after the failure. Such calls are *parked* (:meth:`SeriesReads.park`: their
+  signatures join the series' next pass) and their job ends; the replay sends them again
+  later, together (:meth:`SeriesReads.settle`): the first to come back reads the series once
+  for all the calls parked until then, the others wait for that read. So the drops of a
+  whole run cost one read per series, not one per drop; a read-back that cannot wait
+  (:meth:`SeriesReads.fresh`) joins the next pass at once.
 
-Memory: a read is decoded point by point from the answer's bytes (never as one list of
-dicts); a pass keeps counts only for the signatures asked for; a snapshot 8 bytes a point
-(sorted 64-bit hashes). The answer itself is still held whole by the wire client while it is
-decoded (about 150 bytes a point).
+Memory: a read is decoded point by point as the answer's bytes arrive (never held whole,
+never as one list of dicts); a pass keeps counts only for the signatures asked for, and
+skips undecoded the runs of items none of whose timestamps it wants; a snapshot 8 bytes a
+point (sorted 64-bit hashes).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import json
+import re
 import threading
 from array import array
 from collections import Counter
@@ -42,9 +46,13 @@ class PointReader:
 
     MAX_ITEM = 64 << 20  # one point's JSON larger than this: not a metrics answer
 
-    def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None):
+    def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None,
+                 times: set | None = None):
         self.on_point = on_point
         self.kept = kept  # what on_point gathers, for whoever made this reader
+        # ``times``: only points with one of these timestamps matter (on_point ignores the
+        # others), so a run of items none of which has one is skipped undecoded
+        self._times = _as_texts(times)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._decoder = json.JSONDecoder()
         self._text = ""
@@ -74,7 +82,8 @@ class PointReader:
         cut = text.rfind("},", i)
         if cut > i:
             try:
-                items = json.loads("[" + text[i:cut + 1] + "]")
+                items = [] if self._none_wanted(text, i, cut + 1) else \
+                    json.loads("[" + text[i:cut + 1] + "]")
             except ValueError:
                 items = None
             if items is not None:
@@ -102,12 +111,32 @@ class PointReader:
                 self.on_point(item)
         self._text = text[i:]
 
+    def _none_wanted(self, text: str, start: int, end: int) -> bool:
+        """Do the items in ``text[start:end]`` all have integer timestamps, none wanted?
+        (The key ``"timestamp"`` cannot occur inside a JSON string: its quotes would be
+        escaped; so counting it counts the items that have one.)"""
+        if self._times is None:
+            return False
+        found = _TIMESTAMP.findall(text, start, end)
+        return len(found) == text.count('"timestamp"', start, end) and \
+            self._times.isdisjoint(found)
+
     def problem(self) -> str | None:
         if self._error is not None:
             return self._error
         if not self._done:
             return "the metric series answer ended early (or has no metrics list)"
         return None
+
+
+_TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(-?\d+)\s*(?=[,}])')
+
+
+def _as_texts(times: set | None) -> set[str] | None:
+    """Integer timestamps as the answer writes them (None: any, or one is not an int)."""
+    if times is None or not all(type(t) is int for t in times):
+        return None
+    return {str(t) for t in times}
 
 
 def iter_points(body: bytes | None, window: int = 1 << 20) -> Iterator[MetricPoint]:
@@ -191,7 +220,7 @@ class SeriesReads:
                 h = hash(signature(point))
                 if wanted is None or h in wanted:
                     hashes.append(h)
-            return PointReader(on_point, hashes)
+            return PointReader(on_point, hashes, times)
 
         reader = self.fetch(key, name, make_reader)
         return [] if reader is None else reader.kept
@@ -224,6 +253,13 @@ class SeriesReads:
               times: Iterable[Any] | None = None) -> Counter:
         """Counts of ``wanted`` signatures read after this call (joins the next pass).
         ``times``: the timestamps of the wanted points, if the signature holds them."""
+        return self.settle(key, name, self.park(key, name, wanted, times))
+
+    def park(self, key: str, name: str, wanted: Iterable[int],
+             times: Iterable[Any] | None = None) -> "_Pass":
+        """Put ``wanted`` signatures (of calls whose request failed after leaving) into the
+        next pass of the series, to be read later (:meth:`settle`): every call parked until
+        that pass begins is answered by its one read."""
         with self._cond:
             series = self._series.setdefault((key, name), _Series())
             this = series.waiting or _Pass()
@@ -233,6 +269,13 @@ class SeriesReads:
                 this.times = None
             elif this.times is not None:
                 this.times.update(times)
+            return this
+
+    def settle(self, key: str, name: str, this: "_Pass") -> Counter:
+        """The counts of the pass ``this`` (from :meth:`park`): read now by the first caller
+        (after any pass in progress), waited for by the others."""
+        with self._cond:
+            series = self._series[(key, name)]
             if this.led:
                 while not this.done.is_set():
                     self._cond.wait()
@@ -241,7 +284,8 @@ class SeriesReads:
             while series.running:
                 self._cond.wait()
             series.running = True
-            series.waiting = None
+            if series.waiting is this:
+                series.waiting = None  # calls parked from now on wait for the next pass
         try:
             this.counts = self._count(key, name, this.wanted, this.times)
         except BaseException as exc:  # every waiter gets the failure (a read-back fails)

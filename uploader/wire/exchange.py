@@ -13,7 +13,8 @@ Used by every write and every read-back alike (:meth:`Link.exchange`, :meth:`Lin
 * an attempt whose outcome is unknown (the request may have reached the server: a timeout
   while waiting, a dropped connection, a 5xx) makes the next attempt start with
   ``on_ambiguous`` (a read-back): if it says the server has the call, the exchange ends as
-  ``found`` without resending.
+  ``found`` without resending; or, with ``park``, the exchange ends at once as ``in_doubt``
+  (the caller parks the call and resolves it later together with others: one read for many).
 
 Writes are progress for the deadline clock (:meth:`ServerGate.ok`); reads are not: a server
 that answers reads but fails every write must still reach the deadline.
@@ -58,6 +59,7 @@ class Outcome:
     batch: bool = False
     parts: list | None = None  # [(call, Outcome)] when a job's calls have verdicts of their own
     held: bool = False  # not sendable to this server (an SDK route it lacks): kept pending
+    in_doubt: bool = False  # parked: the request may or may not have been applied
     answer: Any = field(default=None, repr=False)
 
     def add_counts(self, other: "Outcome") -> None:
@@ -89,6 +91,9 @@ class Link:
         self.url = url
         self.key_source = key_source
         self._job = threading.local()
+        # jobs that ended in doubt since the last write answered for good (any thread): when
+        # more than one in a row, parking paces like a retry (a server failing everything)
+        self._doubts_in_a_row = 0
 
     # --- one job's trace (worker threads) ------------------------------------------------
 
@@ -106,7 +111,8 @@ class Link:
                  label: str, on_ambiguous: Callable[[], bool | None] | None = None,
                  accept: Callable[[Answer], bool] | None = None, retry: bool = True,
                  write: bool = True,
-                 usable: Callable[[Answer], str | None] | None = None) -> Outcome:
+                 usable: Callable[[Answer], str | None] | None = None,
+                 park: bool = False) -> Outcome:
         """Send ``build()`` until it is answered for good (see the module docstring).
 
         :param accept: an answer outside 2xx that still counts as done (``ok``).
@@ -115,6 +121,8 @@ class Link:
             retried like a 5xx (read-back first), never taken as done.
         :param retry: False: one attempt, any failure is returned as an outcome (a probe).
         :param write: False for reads: not progress, and not a write of the current job.
+        :param park: an attempt of unknown outcome ends the exchange (``in_doubt``) instead
+            of a read-back and a resend here: the caller resolves it later.
         """
         gate = self.gate
         out = Outcome(ok=False)
@@ -137,6 +145,8 @@ class Link:
                 answer = self.client.send(request, idempotency_key)
             except TransportError as exc:
                 ambiguous = exc.sent
+                if ambiguous and park:
+                    return self._parked(out, f"{label}: {exc.detail}")
                 if not self._retrying(out, retry, f"{label}: {exc.detail}"):
                     out.message = exc.detail
                     return out
@@ -153,14 +163,33 @@ class Link:
                 return out
             verdict = self._judge(request, answer, label, out, accept, usable, write)
             if verdict == _DONE:
+                if write:
+                    self._doubts_in_a_row = 0
                 return out
             if not retry:  # a probe answered 2xx, but not by Comet
                 out.message = verdict
                 return out
             ambiguous = verdict != _RETRY and verdict != _PAUSED
+            if ambiguous and park:
+                return self._parked(out, verdict)
             if verdict != _PAUSED:
                 self._retrying(out, retry, verdict if ambiguous else
                                f"{label}: HTTP {answer.status}: {answer.message()}")
+
+    def _parked(self, out: Outcome, failure: str) -> Outcome:
+        """End an exchange whose last attempt's outcome is unknown, for the caller to park.
+        A lone failure among successes costs nothing more; failures in a row back off as
+        retries would, so a server failing every request is not sent new ones at full
+        speed."""
+        logger.debug("%s (in doubt: read back later)", failure)
+        out.retries += 1  # a transient failure: found later, or sent again
+        self._doubts_in_a_row += 1
+        if self._doubts_in_a_row > 1:
+            self.gate.backoff(min(self._doubts_in_a_row - 2, 30), failure, self.policy.sleep)
+        else:
+            self.gate.last_failure = failure
+        out.in_doubt, out.message = True, failure
+        return out
 
     def _wait_turn(self) -> None:
         if self.stop.is_set():
