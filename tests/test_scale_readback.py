@@ -263,7 +263,7 @@ def test_while_a_group_is_parked_later_group_acks_wait_for_the_watermark_unwritt
         def __init__(self):
             self.acked_through, self.records = 0, []
 
-        def record(self, acks, rejects, watermark):
+        def record(self, acks, rejects, watermark, held=()):
             self.records.append((sorted(s for s, _ in acks), watermark))
             self.acked_through = max(self.acked_through, watermark or 0)
 
