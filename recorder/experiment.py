@@ -264,7 +264,8 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         else:
             logger.error(f"comet-journal: {stats['lost']} calls of experiment {self.key} could "
                          f"not be journaled ({stats['last_error'] or 'see earlier messages'})")
-        sealing.release(getattr(self, "_sealer", None))
+        sealing.release(getattr(self, "_sealer", None),
+                        writer_key=None if stats["lost"] else self._writer_key)
         say_how_to_upload(self.key, self.path, self._quiet)
         return self._summary(stats)
 

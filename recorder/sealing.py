@@ -31,7 +31,8 @@ import time
 import uuid
 
 from comet_journal.recorder.validation import boolean
-from comet_journal.schema.segments import (ENDED_FILE_NAME, HEARTBEAT_FILE_NAME,
+from comet_journal.schema.segments import (ENDED_FILE_NAME, ENDED_WRITERS_PREFIX,
+                                           HEARTBEAT_FILE_NAME,
                                            SegmentNotReady, Watermark, chain, list_segments,
                                            merge, read_segment, seal, segments_dir,
                                            watermark_of)
@@ -58,6 +59,7 @@ class Sealer:
         # sharing a run) each seal it, and neither replaces nor compacts the other's files.
         self.writer = uuid.uuid4().hex[:12]
         self.levels: dict[str, int] = {}  # this writer's segment path -> compaction level
+        self.ended_writer_keys: set[str] = set()  # journal writers this process ended
         os.makedirs(self.directory, exist_ok=True)
         self.mark = _resume_mark(self.directory)
         self.beats = _read_counter(os.path.join(self.directory, HEARTBEAT_FILE_NAME))
@@ -128,6 +130,13 @@ class Sealer:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def record_ended_writer(self, writer_key: str) -> None:
+        """Publish (temp name, fsync, rename) every writer key this process has ended."""
+        with self._lock:
+            self.ended_writer_keys.add(writer_key)
+            _write_atomically(os.path.join(self.directory, ENDED_WRITERS_PREFIX + self.writer),
+                              "\n".join(sorted(self.ended_writer_keys)) + "\n")
 
     def close(self, timeout: float = 5.0) -> None:
         """The run ended: seal the rest, merge the whole chain into one segment (leftovers
@@ -235,11 +244,18 @@ def acquire(journal_path: str, enabled: bool | None = None) -> Sealer | None:
         return None
 
 
-def release(sealer: Sealer | None, ended: bool = True) -> None:
+def release(sealer: Sealer | None, ended: bool = True, writer_key: str | None = None) -> None:
     """An experiment is done with the journal; the last one seals the end (``ended``) or
-    just stops the thread."""
+    just stops the thread. ``writer_key``: the experiment's journal writer, ended (its last
+    call durable), recorded beside the segments (see ``ENDED_WRITERS_PREFIX``)."""
     if sealer is None:
         return
+    if writer_key is not None:
+        try:
+            sealer.record_ended_writer(writer_key)
+        except OSError as exc:  # then the run reads as stale, never wrongly finished
+            logger.warning("comet_journal: recording the end of %s failed: %s",
+                           sealer.journal_path, exc)
     with _ACTIVE_LOCK:
         entry = _ACTIVE.get(sealer.journal_path)
         if entry is None or entry[0] is not sealer:

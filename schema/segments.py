@@ -50,6 +50,11 @@ SEGMENT_APPLICATION_ID: Final = 0x434A5347  # "CJSG": a segment, never taken for
 SEGMENTS_SUFFIX: Final = ".segments"
 HEARTBEAT_FILE_NAME: Final = "heartbeat"  # the writer's counter, bumped every seal tick
 ENDED_FILE_NAME: Final = "ended"  # written once the run's end is sealed
+# "ended-writers.<writer id>": the journal writer keys (``schema.writers``) that process ended,
+# one per line. A writer marks itself ended in the journal's meta after its last call, and
+# that meta reaches a segment only with a later call: with no later call (the last rank of a
+# run), this file is what says so. One file per process: two ranks never race on one file.
+ENDED_WRITERS_PREFIX: Final = "ended-writers."
 _NAME = re.compile(r"^(\d{12})-(\d{12})(?:\.([0-9a-z]{1,32}))?\.seg$")
 _SEGMENT_TABLES = (tables.meta, tables.experiments, tables.calls, tables.chunks, tables.blobs,
                    tables.blob_parts)
@@ -84,6 +89,22 @@ def segments_dir(journal_path: str) -> str:
 
 def segment_name(first: int, last: int, writer: str = "") -> str:
     return f"{first:012d}-{last:012d}" + (f".{writer}" if writer else "") + ".seg"
+
+
+def ended_writers(directory: str) -> frozenset[str]:
+    """Journal writer keys recorded as ended in ``directory``'s ``ended-writers.*`` files."""
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(ENDED_WRITERS_PREFIX)]
+    except OSError:
+        return frozenset()
+    keys: set[str] = set()
+    for name in names:
+        try:
+            with open(os.path.join(directory, name)) as f:
+                keys.update(line.strip() for line in f if line.strip())
+        except OSError:  # replaced or not visible yet: read on the next look
+            continue
+    return frozenset(keys)
 
 
 def list_segments(directory: str) -> list[SegmentInfo]:

@@ -14,7 +14,7 @@ import os
 import socket
 import sqlite3
 import uuid
-from typing import Final
+from typing import Final, Iterable
 
 from comet_journal.schema.journal import sqlite_connect
 
@@ -46,7 +46,10 @@ def mark_ended(path: str, key: str) -> bool:
         return False
 
 
-def live_writers(conn: sqlite3.Connection) -> int:
-    """Writers registered and not ended (any experiment of the journal)."""
-    return conn.execute("SELECT count(*) FROM meta WHERE key LIKE ? AND value = ?",
-                        (PREFIX + "%", LIVE)).fetchone()[0]
+def live_writers(conn: sqlite3.Connection, ended_elsewhere: Iterable[str] = ()) -> int:
+    """Writers registered and not ended (any experiment of the journal); ``ended_elsewhere``:
+    keys known to have ended by another record (a sealed run's ``ended-writers.*`` files)."""
+    keys = [k for (k,) in conn.execute("SELECT key FROM meta WHERE key LIKE ? AND value = ?",
+                                       (PREFIX + "%", LIVE))]
+    ended = set(ended_elsewhere)
+    return sum(1 for k in keys if k not in ended)

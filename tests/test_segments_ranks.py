@@ -14,8 +14,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from comet_journal.schema.segments import list_segments, segments_dir
 from comet_journal.uploader.journal.mirror import Mirror, mirror_path
 from test_upload_support import CLI, FAST, KEY, ROOT, assert_server_matches
@@ -72,18 +70,7 @@ def test_two_ranks_sealing_one_journal_deliver_every_call_once(emulator, tmp_pat
     assert_server_matches(emulator, mirror.path)  # exactly once on the server
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     states = {e.get("state") for e in events if e.get("journal") == path}
-    if "uploaded" not in states and _writer_left_live_in_copy(mirror.path):
-        # Known race, kept visible: a seal by one rank can carry the other's end row before
-        # that rank marks itself ended in the journal's meta; with no call after it, the
-        # newer meta is never sealed, so the copy keeps a writer "live" and the run is not
-        # marked finished (everything is delivered: checked above).
-        pytest.xfail("two ranks: the last writer's 'ended' mark is not sealed (meta race)")
     assert "uploaded" in states, err[-2000:]  # the run ended (both ranks): marked uploaded
-
-
-def _writer_left_live_in_copy(copy) -> bool:
-    return _count(copy, "SELECT count(*) FROM meta WHERE key LIKE 'writer/%' "
-                        "AND value != 'ended'") > 0
 
 
 def _uploaded(emu, copy) -> bool:
@@ -104,3 +91,39 @@ def _count(path, sql) -> int:
 
 def _calls(path) -> int:
     return _count(path, "SELECT count(*) FROM calls")
+
+
+def test_a_writers_end_is_recorded_beside_the_segments_when_no_call_carries_its_meta(tmp_path):
+    # The race the two-rank run can meet: a rank's end row is sealed (by itself or another
+    # rank) before it marks itself ended in the journal's meta, and no later call brings that
+    # meta into a segment. The ended-writers file beside the segments says it instead.
+    from comet_journal.schema.segments import ended_writers
+    from comet_journal.uploader.journal.liveness import ENDED, LIVE, sealed_liveness
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    key = "b" * 32
+    path = str(runs / f"{key}.db")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    rank = subprocess.run([sys.executable, "-c", RANK, str(runs), key, "0"], env=env,
+                          timeout=60)
+    assert rank.returncode == 0
+    directory = segments_dir(path)
+    recorded = ended_writers(directory)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        keys = {k for (k,) in conn.execute("SELECT key FROM meta WHERE key LIKE 'writer/%'")}
+    finally:
+        conn.close()
+    assert keys and recorded == keys  # the writer published its own end
+    mirror = Mirror(directory, str(tmp_path / "state" / "copy.db"))
+    mirror.update()
+    conn = sqlite3.connect(mirror.path)  # the private copy, as a stale seal left it
+    try:
+        conn.execute("UPDATE meta SET value = 'live' WHERE key LIKE 'writer/%'")
+        conn.commit()
+    finally:
+        conn.close()
+    assert sealed_liveness(mirror.path, True, 0.0, 30.0).state == LIVE
+    assert sealed_liveness(mirror.path, True, 0.0, 30.0, recorded).state == ENDED

@@ -63,8 +63,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def journal_liveness(path: str, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-                     now: float | None = None) -> Liveness:
-    """Classify a journal. Raises ``sqlite3.Error`` when it cannot be read."""
+                     now: float | None = None,
+                     ended_writers: frozenset[str] = frozenset()) -> Liveness:
+    """Classify a journal (``ended_writers``: writer keys known to have ended by a record
+    outside it). Raises ``sqlite3.Error`` when it cannot be read."""
     now = time.time() if now is None else now
     conn: sqlite3.Connection = sqlite_connect(path, readonly=True)
     try:
@@ -73,7 +75,7 @@ def journal_liveness(path: str, stale_after_s: float = DEFAULT_STALE_AFTER_S,
             "SELECT count(DISTINCT experiment_id) FROM calls WHERE "
             "endpoint = 'experiment_start_end_time' AND payload LIKE '%\"endTimeMillis\"%'"
         ).fetchone()[0]
-        writing = live_writers(conn)
+        writing = live_writers(conn, ended_writers)
     finally:
         conn.close()
     idle = max(0.0, now - last_change(path))
@@ -107,12 +109,13 @@ class HeartbeatClock:
 
 
 def sealed_liveness(copy_path: str | None, ended_sealed: bool, idle_s: float,
-                    stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Liveness:
+                    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+                    ended_writers: frozenset[str] = frozenset()) -> Liveness:
     """A run read through sealed segments: ended only when its writer sealed the end and the
     private copy (``copy_path``, None: none yet) says every experiment and writer ended;
     else live while its heartbeat moves (``idle_s``, on our clock), stale after that."""
     if copy_path is not None and os.path.exists(copy_path):
-        copy = journal_liveness(copy_path, stale_after_s)
+        copy = journal_liveness(copy_path, stale_after_s, ended_writers=ended_writers)
         experiments, ended = copy.experiments, copy.ended_experiments
         if ended_sealed and copy.state == ENDED:
             return Liveness(ENDED, idle_s, experiments, ended, ())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 
-from comet_journal.schema.segments import segments_dir
+from comet_journal.schema.segments import ended_writers, segments_dir
 from comet_journal.uploader.journal.liveness import HeartbeatClock, Liveness, sealed_liveness
 from comet_journal.uploader.journal.mirror import Mirror, mirror_path
 
@@ -49,4 +49,4 @@ class SegmentedRuns:
         idle = self.clock.idle_s(journal_path, mirror.heartbeat())
         copy = mirror.path if os.path.exists(mirror.path) else None
         return sealed_liveness(copy, mirror.ended() and mirror.waiting is None, idle,
-                               self.stale_after_s)
+                               self.stale_after_s, ended_writers(mirror.segments_directory))
