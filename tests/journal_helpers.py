@@ -61,3 +61,18 @@ def small_tmpfs(path, options: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def call_rows(path) -> list[tuple]:
+    """Every call row of a journal or private copy, in seq order ([] while it does not exist
+    or is being created)."""
+    if not os.path.exists(path):
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls "
+                            "ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:  # a daemon is creating it
+        return []
+    finally:
+        conn.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 from comet_journal.emulator.compare import applied_item_list, journal_item_list
 from comet_journal.schema.segments import chain, segments_dir
 from comet_journal.uploader.journal.mirror import mirror_path
+from journal_helpers import call_rows
 from test_upload_support import CLI, FAST, KEY, ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -76,17 +76,6 @@ def _daemon(url: str, root, log) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=log, env=env)
 
 
-def _calls(path: str) -> list[tuple]:
-    if not os.path.exists(path):
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls "
-                            "ORDER BY seq").fetchall()
-    except sqlite3.OperationalError:  # the daemon is creating it
-        return []
-    finally:
-        conn.close()
 
 
 def _sealed_end(journal: str) -> int:
@@ -105,7 +94,7 @@ class Run:
 
     def delivered(self, emu) -> tuple[list[tuple], Counter, Counter]:
         """The copy's calls, and the copy's items beside the server's for its experiment."""
-        copy = _calls(self.copy)
+        copy = call_rows(self.copy)
         want = Counter(journal_item_list(self.copy)) if copy else Counter()
         keys = {item[0] for item in want}
         have = Counter(i for i in applied_item_list(emu.state()) if i[0] in keys)
@@ -193,8 +182,8 @@ def test_the_real_daemon_on_faulty_second_host_views(emulator, tmp_path):
     for o in outcomes:
         copy_a, want_a, have_a = o.delivered_ended
         copy_b, want_b, have_b = o.delivered_killed
-        journal_b = _calls(o.killed.journal)
-        assert copy_a == _calls(o.ended.journal), f"seed {o.seed}: the ended run's copy"
+        journal_b = call_rows(o.killed.journal)
+        assert copy_a == call_rows(o.ended.journal), f"seed {o.seed}: the ended run's copy"
         assert copy_b == journal_b[: len(copy_b)], f"seed {o.seed}: torn or skipped (killed)"
         assert want_a == have_a, (o.seed, want_a - have_a, have_a - want_a)  # exactly once
         assert want_b == have_b, (o.seed, want_b - have_b, have_b - want_b)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import sqlite3
 
 import pytest
 
 from comet_journal import Experiment
 from comet_journal.recorder.sealing import Sealer
 from comet_journal.uploader.journal.mirror import Mirror
+from journal_helpers import call_rows
 
 
 class OtherHostView:
@@ -98,15 +98,6 @@ class OtherHostView:
         os.rename(tmp, self._at(name))
 
 
-def _calls(path: str) -> list[tuple]:
-    if not os.path.exists(path):
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT seq, endpoint, experiment_id, ts_ms, payload FROM calls "
-                            "ORDER BY seq").fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -134,7 +125,7 @@ def test_random_interleavings_never_tear_skip_or_duplicate(tmp_path, seed):
             mirror = Mirror(view.directory, copy)
         if rng.random() < 0.7:
             mirror.update()
-        got, journal = _calls(copy), _calls(path)
+        got, journal = call_rows(copy), call_rows(path)
         assert got == journal[: len(got)]  # an exact prefix: nothing torn, nothing skipped
     exp.end()
     sealer.close()
@@ -143,4 +134,4 @@ def test_random_interleavings_never_tear_skip_or_duplicate(tmp_path, seed):
         mirror.update()
     view.settle()
     mirror.update()
-    assert _calls(copy) == _calls(path) and mirror.ended()
+    assert call_rows(copy) == call_rows(path) and mirror.ended()
