@@ -10,8 +10,9 @@ would (a ``\\uD83D\\uDE00`` pair is one).
 
 from __future__ import annotations
 
-import codecs
 import re
+
+from comet_journal.uploader.send.streamed import StreamedAnswer
 
 _KEY = re.compile(r'"output"\s*:\s*("|null)')
 _SPECIAL = re.compile(r'["\\]')
@@ -19,29 +20,24 @@ _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _KEEP = 16  # characters kept when the key's start may be cut between pieces
 
 
-class OutputLength:
+class OutputLength(StreamedAnswer):
     """Counts the characters of the ``output`` string of an ``experiment/output`` answer.
 
     ``length`` is the count so far; :meth:`problem` says why the count cannot be trusted (the
     answer ended early, or has no ``output`` string). ``feed`` never raises.
     """
 
+    BROKEN = "the output answer could not be read ({exc})"
+    EARLY = "the output answer ended early (or has no output text)"
+
     def __init__(self):
+        super().__init__()
         self.length = 0
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._text = ""
         self._state = "key"  # key -> string -> done
         self._high_surrogate = False  # the last escape was a high surrogate (\uD800-\uDBFF)
-        self._error: str | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        if self._state == "done" or self._error is not None:
-            return
-        self._text += self._utf8.decode(chunk)
-        try:
-            self._consume()
-        except Exception as exc:  # a broken answer: reported by problem(), never raised
-            self._error = f"the output answer could not be read ({exc})"
+    def finished(self) -> bool:
+        return self._state == "done"
 
     def _consume(self) -> None:
         text, i = self._text, 0
@@ -91,9 +87,3 @@ class OutputLength:
             self.length += n
             self._high_surrogate = False
 
-    def problem(self) -> str | None:
-        if self._error is not None:
-            return self._error
-        if self._state != "done":
-            return "the output answer ended early (or has no output text)"
-        return None

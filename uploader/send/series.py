@@ -26,7 +26,6 @@ point (sorted 64-bit hashes).
 from __future__ import annotations
 
 import bisect
-import codecs
 import json
 import re
 import threading
@@ -35,16 +34,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from comet_journal.uploader.send.streamed import StreamedAnswer
+
 MetricPoint = dict
 Signature = Callable[[MetricPoint], tuple]
 
 
-class PointReader:
+class PointReader(StreamedAnswer):
     """The ``metrics`` items of a get-metric answer, decoded as its bytes arrive
     (:meth:`feed`), each handed to ``on_point``; the answer is never held whole. An
     :class:`~comet_journal.uploader.wire.requests.AnswerSink`: ``feed`` never raises."""
 
     MAX_ITEM = 64 << 20  # one point's JSON larger than this: not a metrics answer
+    BROKEN = "the metric series could not be decoded ({exc})"
+    EARLY = "the metric series answer ended early (or has no metrics list)"
 
     def __init__(self, on_point: Callable[[MetricPoint], None], kept: Any = None,
                  times: set | None = None):
@@ -53,21 +56,13 @@ class PointReader:
         # ``times``: only points with one of these timestamps matter (on_point ignores the
         # others), so a run of items none of which has one is skipped undecoded
         self._times = _as_texts(times)
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        super().__init__()
         self._decoder = json.JSONDecoder()
-        self._text = ""
         self._in_list = False
         self._done = False
-        self._error: str | None = None
 
-    def feed(self, chunk: bytes) -> None:
-        if self._done or self._error is not None:
-            return
-        self._text += self._utf8.decode(chunk)
-        try:
-            self._consume()
-        except Exception as exc:  # a broken answer: reported by problem(), never raised
-            self._error = f"the metric series could not be decoded ({exc})"
+    def finished(self) -> bool:
+        return self._done
 
     def _consume(self) -> None:
         text, i = self._text, 0
@@ -120,13 +115,6 @@ class PointReader:
         found = _TIMESTAMP.findall(text, start, end)
         return len(found) == text.count('"timestamp"', start, end) and \
             self._times.isdisjoint(found)
-
-    def problem(self) -> str | None:
-        if self._error is not None:
-            return self._error
-        if not self._done:
-            return "the metric series answer ended early (or has no metrics list)"
-        return None
 
 
 _TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(-?\d+)\s*(?=[,}])')
