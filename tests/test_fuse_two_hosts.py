@@ -131,8 +131,10 @@ def _scenario(emulator, directory, seed: int) -> Outcome:
     everything to settle."""
     runs, view, log = directory / "runs", directory / "host-b", directory / "daemon.log"
     runs.mkdir(parents=True)
-    faults = Faults(seed=seed, attr_ms=800, dir_ms=800, hide_ms=1200, torn_rate=0.5,
-                    estale_rate=0.03)
+    # Torn reads hit files younger than torn_ms: long enough that the daemon's first open of a
+    # segment is still "recent" when a loaded machine delays it by seconds (it was not at 2 s).
+    faults = Faults(seed=seed, attr_ms=800, dir_ms=800, hide_ms=1200, torn_ms=8000,
+                    torn_rate=0.5, estale_rate=0.03)
     with Mount(runs, view, faults, directory / "fuse-stats.json") as mount, \
             open(log, "w") as log_file:
         (a, a_path), (b, b_path) = _writer(runs, 1.5), _writer(runs, 0)
@@ -198,4 +200,5 @@ def test_the_real_daemon_on_faulty_second_host_views(emulator, tmp_path):
     kinds = Counter()
     for o in outcomes:
         kinds.update(o.stats["faults"])
-    assert len(kinds) >= 3, kinds  # of late names, stale attributes, torn reads, ESTALE
+    # Late names and torn reads every time; at least one of stale attributes or ESTALE too.
+    assert kinds["hidden_name"] and kinds["torn_open"] and len(kinds) >= 3, kinds
