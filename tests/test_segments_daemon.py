@@ -208,21 +208,25 @@ def test_a_sealed_run_whose_live_file_reads_torn_is_uploaded_from_its_segments(e
         f.write(b"\0" * 100)  # the SQLite header, as a torn read shows it
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
-    daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
-                               "--poll", "0.3", "--json-log", str(runs)],
-                              stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            want, have = _on_server(emulator, path)
-            if want and want == have:
-                break
-            time.sleep(0.2)
-        time.sleep(1.0)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        _out, err = daemon.communicate(timeout=20)
+    log = tmp_path / "daemon.log"
+
+    def states():
+        return [json.loads(line).get("state") for line in log.read_text().splitlines()
+                if line.startswith("{") and json.loads(line).get("journal") == str(path)]
+
+    with open(log, "w") as log_file:
+        daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY,
+                                   *FAST, "--poll", "0.3", "--json-log", str(runs)],
+                                  stderr=log_file, text=True, env=env)
+        try:  # until everything is on the server and the run is marked uploaded (or 30 s)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                want, have = _on_server(emulator, path)
+                if want and want == have and "uploaded" in states():
+                    break
+                time.sleep(0.2)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=20)
     assert want and want == have, (want - have, have - want)
-    states = [json.loads(line).get("state") for line in err.splitlines()
-              if line.startswith("{") and json.loads(line).get("journal") == str(path)]
-    assert states and states[-1] == "uploaded", err[-2000:]
+    assert states() and states()[-1] == "uploaded", log.read_text()[-2000:]
