@@ -14,6 +14,7 @@ import sys
 import time
 
 from comet_journal.recorder.sealing import Sealer
+from comet_journal.schema.journal import Journal
 from comet_journal.schema.segments import (ENDED_FILE_NAME, chain, list_segments, read_segment,
                                            SegmentNotReady)
 from comet_journal.uploader.config import resolve
@@ -95,6 +96,33 @@ def test_a_torn_or_missing_segment_is_waited_on_never_read_or_skipped(tmp_path):
         f.write(whole)
     assert mirror.update() > 0
     _same_content(path, mirror.path)
+
+
+def test_the_copy_appears_whole_to_readers_of_the_state_directory(tmp_path, monkeypatch):
+    # status and inspect read the daemon's copy while it is being made: at its name there is
+    # either nothing or a journal with its tables, never an empty file.
+    path = str(tmp_path / "run.db")
+    make_journal(path, points=5)
+    sealer = Sealer(path)
+    sealer.seal_now()
+    copy = str(tmp_path / "state" / "copy.db")
+    seen = []
+    real_open = Journal.open
+
+    def open_and_look(target, *args, **kwargs):
+        journal = real_open(target, *args, **kwargs)
+        if os.path.exists(copy):  # what a reader of the copy would open now
+            seen.append(_rows(copy, "SELECT name FROM sqlite_master WHERE name = 'calls'"))
+        else:
+            seen.append("absent")
+        return journal
+
+    monkeypatch.setattr(Journal, "open", staticmethod(open_and_look))
+    mirror = Mirror(sealer.directory, copy)
+    assert mirror.update() > 0
+    assert seen == ["absent"]
+    assert os.listdir(os.path.dirname(copy)) == ["copy.db"]  # no temp file left
+    _same_content(path, copy)
 
 
 def test_compaction_bounds_the_file_count_and_the_end_leaves_one_segment(tmp_path):

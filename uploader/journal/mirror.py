@@ -81,8 +81,7 @@ class Mirror:
 
     def _apply(self, header: dict, rows: dict, end: int) -> int:
         if not os.path.exists(self.path):
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            Journal.open(self.path, create=True).close()
+            self._create()
         conn = sqlite_connect(self.path)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -100,6 +99,20 @@ class Mirror:
         finally:
             conn.close()
         return len(calls)
+
+    def _create(self) -> None:
+        # Made whole under a temp name, then renamed: `comet-upload status`, `inspect` and a
+        # second reader open the copy while the daemon runs, and must never find the file
+        # without its tables (seen: "no such table: calls").
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        temp = f"{self.path}.{os.getpid()}.creating"
+        try:
+            Journal.open(temp, create=True).close()
+            os.replace(temp, self.path)
+        finally:
+            for leftover in (temp, temp + "-wal", temp + "-shm"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
 
     def heartbeat(self) -> int | None:
         """The writer's heartbeat counter (None: none written); compare on one clock."""
