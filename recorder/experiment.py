@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any
 
 from comet_journal.recorder import auto_logging, compat, registry, sealing
 from comet_journal.recorder import validation as check
@@ -383,28 +383,6 @@ class Experiment(RunInfoMixin, ParamsMixin, LifecycleMixin, SamplesMixin, FilesM
         # Tolerant: like the SDK, a bad value (None) skips that metric only.
         for name, value in items:
             self.log_metric(name, value, step=step, epoch=epoch, include_context=include_context)
-
-    def context_manager(self, context: str):
-        """Prefix metrics logged inside with ``context`` (as ``comet_ml`` does)."""
-        check.name("context_manager", "context", context)  # at the call, not at ``with``
-        return self._context(context)
-
-    @contextlib.contextmanager
-    def _context(self, context: str) -> Iterator["Experiment"]:
-        previous, self.context = self.context, context
-        try:
-            yield self
-        finally:
-            self.context = previous
-
-    def train(self):
-        return self.context_manager("train")
-
-    def validate(self):
-        return self.context_manager("validate")
-
-    def test(self):
-        return self.context_manager("test")
 
     def __repr__(self) -> str:
         return f"<Experiment {self.key} journal={self.path!r}>"

@@ -1,11 +1,13 @@
 """The run's identity and position, as ``comet_ml`` exposes them: ``.id``, ``.name``,
 ``.project_name``, ``.url``, ``set_name``/``get_name`` and the current step and epoch
-(``set_step``/``set_epoch``) that metrics and parameters logged without one are given.
+(``set_step``/``set_epoch``) that metrics and parameters logged without one are given, and
+the context (``train()``, ``validate()``, ``test()``) that prefixes metrics logged inside.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from comet_journal.recorder import validation as check
 from comet_journal.recorder.tolerance import tolerant
@@ -87,3 +89,25 @@ class RunInfoMixin:
         epoch = check.step("set_epoch", "epoch", epoch)
         if epoch is not None:
             self._epoch = epoch
+
+    def context_manager(self, context: str):
+        """Prefix metrics logged inside with ``context`` (as ``comet_ml`` does)."""
+        check.name("context_manager", "context", context)  # at the call, not at ``with``
+        return self._context(context)
+
+    @contextlib.contextmanager
+    def _context(self, context: str) -> Iterator["RunInfoMixin"]:
+        previous, self.context = self.context, context
+        try:
+            yield self
+        finally:
+            self.context = previous
+
+    def train(self):
+        return self.context_manager("train")
+
+    def validate(self):
+        return self.context_manager("validate")
+
+    def test(self):
+        return self.context_manager("test")

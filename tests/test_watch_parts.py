@@ -115,3 +115,38 @@ def test_liveness_ended_live_and_stale(tmp_path):
     stale = journal_liveness(str(dead), stale_after_s=3600, now=later)
     assert stale.state == STALE and stale.live_writer_pids == ()
     assert stale.ended_experiments == 0 and stale.experiments == 1
+
+
+def test_a_scan_stats_a_sealed_run_once_and_sees_every_seal_and_beat(tmp_path, monkeypatch):
+    # Each scan costs every journal its signature: on Lustre or NFS each stat is a metadata
+    # server round trip, so a sealed run must cost one (its segments directory), not four.
+    from comet_journal.recorder.sealing import Sealer
+    from comet_journal.uploader.watch.journal_files import journal_signature
+    path = str(tmp_path / "run.db")
+    exp = Experiment(journal=path, segments=False, flush_interval=0.02)  # sealed by hand
+    exp.log_metric("m", 1)
+    exp.flush()
+    sealer = Sealer(path)
+    sealer.seal_now()
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stats.append(p) or real_stat(p, *a, **k))
+    before = journal_signature(path)
+    assert len(stats) == 1, stats
+    exp.log_metric("m", 2)
+    exp.flush()  # the live journal grew, nothing sealed: nothing new for another host
+    time.sleep(0.01)
+    assert journal_signature(path) == before
+    time.sleep(0.01)
+    sealer.seal_now()  # a new segment and a heartbeat
+    sealed = journal_signature(path)
+    assert sealed != before
+    time.sleep(0.01)
+    sealer.seal_now()  # nothing new to seal: the heartbeat alone
+    assert journal_signature(path) != sealed
+    exp.end()
+    unsealed = str(tmp_path / "plain.db")
+    _journal(unsealed)
+    stats.clear()
+    plain = journal_signature(unsealed)
+    assert len(stats) == 3 and plain[0] is not None, stats  # segments dir (none), db, WAL

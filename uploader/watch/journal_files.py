@@ -9,16 +9,23 @@ import shutil
 import sqlite3
 
 from comet_journal.schema.journal import sqlite_connect
-from comet_journal.schema.segments import HEARTBEAT_FILE_NAME, segments_dir
+from comet_journal.schema.segments import segments_dir
 from comet_journal.uploader.journal.progress_store import ProgressFiles
 
 
 def journal_signature(path: str) -> tuple:
-    """(size, mtime) of the journal, its WAL, its segments directory and heartbeat: what
-    changes when the run writes or seals (readers never change it)."""
+    """What changes when the run writes or seals (readers never change it), at the fewest
+    stats: each scan takes one per journal, and on a shared filesystem each is a metadata
+    server round trip. A sealed run is one stat, of its segments directory: a new segment,
+    heartbeat, end or ended-writers file is a rename into it, which changes its mtime (its
+    live journal is never read from here). Otherwise the journal and its WAL."""
+    try:
+        st = os.stat(segments_dir(path))
+        return ("sealed", st.st_size, st.st_mtime_ns)
+    except OSError:
+        pass
     out = []
-    sealed = segments_dir(path)
-    for p in (path, path + "-wal", sealed, os.path.join(sealed, HEARTBEAT_FILE_NAME)):
+    for p in (path, path + "-wal"):
         try:
             st = os.stat(p)
             out.append((st.st_size, st.st_mtime_ns))
