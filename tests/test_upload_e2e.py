@@ -235,7 +235,9 @@ def test_kill_9_mid_upload_then_resume(emulator_factory, tmp_path):
 
 
 def test_second_uploader_refuses_or_waits(emulator, journal):
-    emulator.set_faults({"rules": [{"route": "*", "kind": "latency", "ms": 25}]})
+    # ~40 requests at 150 ms: the first holds the journal for seconds, longer than the second
+    # takes to start on a loaded machine (at 25 ms it had sometimes finished already).
+    emulator.set_faults({"rules": [{"route": "*", "kind": "latency", "ms": 150}]})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
     env["PYTHONPATH"] = ROOT
     first = subprocess.Popen([*CLI, "--url", emulator.url, "--api-key", KEY,
