@@ -202,3 +202,31 @@ def test_read_back_decides_every_endpoint():
 def test_batch_routes_are_catalogue_routes(endpoint, route):
     from comet_journal.schema.catalogue import endpoint_named
     assert endpoint in ENDPOINTS and endpoint_named(route)
+
+
+def test_no_name_is_used_that_is_not_defined():
+    # A name missing from an import in an error branch fails only when that branch runs: in
+    # the daemon, a worker's NameError was swallowed by its future and a run waited 10 s for
+    # nothing (found by the lag benchmark). pyflakes reads every branch.
+    from pyflakes import api, messages
+    from pyflakes.reporter import Reporter
+
+    class Collect(Reporter):
+        def __init__(self):
+            self.found = []
+
+        def flake(self, message):
+            if isinstance(message, (messages.UndefinedName, messages.UndefinedLocal,
+                                    messages.UndefinedExport)):
+                self.found.append(str(message))
+
+        def syntaxError(self, filename, msg, lineno, offset, text):
+            self.found.append(f"{filename}:{lineno}: {msg}")
+
+        def unexpectedError(self, filename, msg):
+            self.found.append(f"{filename}: {msg}")
+
+    report = Collect()
+    folders = [*PARTS.values(), "src", "scripts", "tests"]
+    assert api.checkRecursive([str(REPO / folder) for folder in folders], report) >= 0
+    assert report.found == []

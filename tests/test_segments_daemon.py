@@ -17,7 +17,7 @@ from comet_journal.emulator.compare import applied_item_list, journal_item_list
 from comet_journal.schema.segments import ENDED_FILE_NAME, segments_dir
 from comet_journal.uploader.journal.mirror import mirror_path
 from test_state_dir import _read_only_prefix
-from test_upload_support import CLI, FAST, KEY, ROOT
+from test_upload_support import CLI, FAST, KEY, ROOT, make_journal
 
 WRITER = r"""
 import sys, time
@@ -230,3 +230,49 @@ def test_a_sealed_run_whose_live_file_reads_torn_is_uploaded_from_its_segments(e
             daemon.wait(timeout=20)
     assert want and want == have, (want - have, have - want)
     assert states() and states()[-1] == "uploaded", log.read_text()[-2000:]
+
+
+def test_a_run_found_before_its_first_seal_waits_and_is_uploaded_at_the_seal(emulator,
+                                                                             tmp_path):
+    # A directory run's segments directory exists from its first call, its first segment up
+    # to a second later: the daemon finds it in between, says it waits, looks again in 2 s,
+    # and uploads it once sealed (a NameError on that path once cost every new run 10 s).
+    from comet_journal.recorder.sealing import Sealer
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    path = runs / "run.db"
+    make_journal(path, points=5)
+    os.makedirs(segments_dir(str(path)))
+    log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+
+    def events():
+        return [json.loads(line) for line in log.read_text().splitlines()
+                if line.startswith("{")]
+
+    with open(log, "w") as log_file:
+        daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY,
+                                   *FAST, "--poll", "0.3", "--json-log", str(runs)],
+                                  stderr=log_file, text=True, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not any(
+                    e.get("state") == "waiting" for e in events()):
+                time.sleep(0.1)
+            sealed_at = time.monotonic()
+            Sealer(str(path)).seal_now()
+            while time.monotonic() < deadline:
+                want, have = _on_server(emulator, path)
+                if want and want == have:
+                    break
+                time.sleep(0.1)
+            uploaded_after = time.monotonic() - sealed_at
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=20)
+    waiting = [e for e in events() if e.get("state") == "waiting"]
+    assert waiting and "retry in 2s" in waiting[0]["message"], log.read_text()[-2000:]
+    assert not [e for e in events() if e.get("level") == "error"], log.read_text()[-2000:]
+    assert want and want == have, (want - have, have - want)
+    assert uploaded_after < 9, uploaded_after  # at the next look, not the 10 s error retry

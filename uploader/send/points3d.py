@@ -22,7 +22,7 @@ from comet_journal.uploader.journal.calls import Call
 from comet_journal.uploader.send.context import SendContext
 from comet_journal.uploader.send.readback import ReadBack
 from comet_journal.uploader.wire.exchange import Link, Outcome
-from comet_journal.uploader.wire.requests import BuiltRequest, RequestBuilder
+from comet_journal.uploader.wire.requests import RequestBuilder
 
 ASSET_TYPE_3D: Final = "3d-image"  # the container's type, as the SDK names it
 THUMBNAIL_EXTENSION: Final = ".png"

@@ -41,7 +41,7 @@ from comet_journal.uploader.errors import AuthError, LockedError, UploadError, r
 from comet_journal.uploader.watch.entries import (BUSY, BUSY_RETRY_S, DEFAULT_PARALLEL,
                                                   DEFAULT_RESCAN_S, DEFAULT_TIME_SLICE_S,
                                                   ERROR_RETRY_S, FAILED, LIVE_STATE, QUEUED,
-                                                  STALE_STATE, UPLOADED, UPLOADING,
+                                                  STALE_STATE, UPLOADED, UPLOADING, WAITING,
                                                   JournalEntry, WatchOptions)
 from comet_journal.uploader.watch.events import EventLog
 from comet_journal.uploader.watch.fs_events import JournalEvents
@@ -247,6 +247,10 @@ class WatchDaemon:
         """One time slice of one journal. Never raises: every outcome becomes a state."""
         try:
             self._upload_slice(entry)
+        except Exception as exc:  # a bug of ours: said, never lost in the pool's future
+            logger.debug("turn of %s failed", entry.path, exc_info=True)
+            self._set(entry, FAILED, f"{type(exc).__name__}: {redact(str(exc))}", level="error",
+                      retry_in=ERROR_RETRY_S)
         finally:
             with self._lock:
                 if entry.state == UPLOADING:  # an outcome that set no state: look again
