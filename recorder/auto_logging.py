@@ -119,7 +119,7 @@ def _env_variables(value: Any) -> bool | tuple[str, ...]:
 def _interval(arg: str, value: Any) -> float | None:
     if value is None or value is False:
         return None
-    minimum = monitor._min_interval_s
+    minimum = monitor.min_interval_s
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value < minimum:
         raise check.value_error("Experiment", arg, f"must be a number of seconds >= "

@@ -39,7 +39,7 @@ PEEK_QUEUED_CALLS: Final = 64  # newest queued calls looked at for the current s
 SCAN_JOURNAL_ROWS: Final = 20_000  # newest journal rows looked at, at most, per sample
 
 # Tests lower this to run the monitor fast; the public minimum stays MIN_INTERVAL_S.
-_min_interval_s: float = MIN_INTERVAL_S
+min_interval_s: float = MIN_INTERVAL_S
 
 _MONITORS: "weakref.WeakSet[SystemMonitor]" = weakref.WeakSet()
 _said_no_gpu = False

@@ -259,7 +259,7 @@ class Journal:
                                            f"{migrations.format_version()}", UPGRADE_HINT)
                 if not self.readonly and migrations.pending(conn):
                     migrations.apply_pending(conn)
-                if not migrations._has_table(conn, "calls"):
+                if not migrations.has_table(conn, "calls"):
                     raise NotAJournalError(self.path, "is stamped as a journal but has no "
                                                       "calls table (never initialised)")
         except sqlite3.Error as exc:

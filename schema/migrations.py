@@ -50,11 +50,11 @@ def applied(conn: Connection) -> list[str]:
 
 def pending(conn: Connection) -> list[Migration]:
     """Migrations not yet applied, in order (read-only)."""
-    done = set(applied(conn)) if _has_table(conn, "migrations") else set()
+    done = set(applied(conn)) if has_table(conn, "migrations") else set()
     return [m for m in MIGRATIONS if m.name not in done]
 
 
-def _has_table(conn: Connection, name: str) -> bool:
+def has_table(conn: Connection, name: str) -> bool:
     row = conn.exec_driver_sql(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).first()
     return row is not None
@@ -73,7 +73,7 @@ def apply_pending(conn: Connection) -> list[str]:
         conn.info["begin_immediate"] = True
         try:
             with conn.begin():
-                if _has_table(conn, "migrations") and migration.name in applied(conn):
+                if has_table(conn, "migrations") and migration.name in applied(conn):
                     continue
                 _apply_one(conn, migration)
         finally:

@@ -31,7 +31,7 @@ ONLY_MONITOR = dict(auto_output_logging=None, log_env_details=True, log_env_host
 
 
 def per_sample(directory: str, rounds: int, interval: float) -> dict:
-    monitor._min_interval_s = 0.001
+    monitor.min_interval_s = 0.001
     exp = Experiment(journal=os.path.join(directory, "per-sample.db"),
                      system_monitor_interval=interval, **ONLY_MONITOR)
     for step in range(100):
@@ -47,7 +47,7 @@ def per_sample(directory: str, rounds: int, interval: float) -> dict:
     process_s, wall_s = time.process_time() - cpu0, time.monotonic() - wall0
     stats = sampler.stats()
     exp.end()
-    monitor._min_interval_s = monitor.MIN_INTERVAL_S
+    monitor.min_interval_s = monitor.MIN_INTERVAL_S
     # The writer's idle wake-ups (every flush_interval) happen with or without the monitor.
     return {"rounds": n, "thread_ms": 1000 * thread_s / n, "process_ms": 1000 * process_s / n,
             "wall_s": wall_s, "probes": sorted(stats["journaled"]), "gpu": "gpu" in

@@ -26,7 +26,7 @@ NOTHING = dict(auto_output_logging=None, log_env_details=False, log_env_host=Fal
 @pytest.fixture
 def auto_on(monkeypatch):
     monkeypatch.delenv(auto_logging.KILL_SWITCH_ENV, raising=False)
-    monkeypatch.setattr(monitor, "_min_interval_s", 0.01)
+    monkeypatch.setattr(monitor, "min_interval_s", 0.01)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 
