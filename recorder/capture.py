@@ -13,6 +13,11 @@ import time
 import weakref
 from typing import Any, Final
 
+# Imported for its fork hook's place: a child's writers must empty the queue they inherit
+# before this module's threads restart there and journal (os.register_at_fork runs
+# after_in_child hooks in registration order; the first import registers first).
+from comet_journal.recorder import writer as _writer_first  # noqa: F401
+
 logger = logging.getLogger(__name__)
 
 MAX_LINE_CHARS: Final = 100_000

@@ -24,6 +24,10 @@ import weakref
 from typing import Any, Callable, Final
 
 from comet_journal.recorder import child_exit
+# Imported for its fork hook's place: a child's writers must empty the queue they inherit
+# before this module's threads restart there and journal (os.register_at_fork runs
+# after_in_child hooks in registration order; the first import registers first).
+from comet_journal.recorder import writer as _writer_first  # noqa: F401
 from comet_journal.recorder import gpu as gpu_module
 from comet_journal.recorder.reporting import report_problem
 

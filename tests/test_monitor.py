@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -320,3 +321,38 @@ def test_fork_restarts_the_sampler_in_the_child_or_not_by_choice(tmp_path, resta
     assert child["flushed"], "the child's flush timed out"
     assert count(journal, "cpu_metrics") == parent + child["cpu"]
     assert parent >= 3 and integrity_ok(str(journal))
+
+
+FORK_ORDER = r"""
+import json, os, sys
+from comet_journal.recorder import monitor, capture  # first: as auto logging imports them
+from comet_journal.recorder import writer
+from comet_journal import Experiment
+order = []
+for cls, name in ((writer.JournalWriter, "writer"), (monitor.SystemMonitor, "monitor"),
+                  (capture.Capture, "capture")):
+    def traced(self, _real=cls._after_fork_in_child, _name=name):
+        order.append(_name)
+        return _real(self)
+    cls._after_fork_in_child = traced
+exp = Experiment(journal=sys.argv[1], system_monitor_interval=1, log_env_cpu=True,
+                 auto_output_logging="simple")
+pid = os.fork()
+if pid == 0:
+    print(json.dumps(order), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+exp.end()
+"""
+
+
+def test_in_a_forked_child_writers_are_reset_before_any_thread_journals(tmp_path):
+    # A child's sampler (or output capture) restarted before its writer emptied the queue
+    # it inherited had its first rows cleared away with the parent's, though counted.
+    env = dict(os.environ, COMET_JOURNAL_AUTO_LOG="1")
+    out = subprocess.run([sys.executable, "-c", FORK_ORDER, str(tmp_path / "run.db")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    order = json.loads(out.stdout.strip().splitlines()[0])
+    assert "writer" in order and "monitor" in order, order
+    assert order.index("writer") < min(order.index(name) for name in order if name != "writer")

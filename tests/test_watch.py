@@ -208,7 +208,8 @@ def test_stale_run_is_reported_not_finished_and_live_run_kept_alive(emulator, tm
 
 
 def test_live_run_is_kept_alive_on_the_server(emulator, tmp_path):
-    writer = start_writer(tmp_path / "live.db", "live", seconds=3)
+    # Live for as long as it takes (a loaded machine starts the daemon late): ended below.
+    writer = start_writer(tmp_path / "live.db", "live", seconds=30)
     assert writer.stdout.readline().strip() == "started"
     daemon = start_daemon(emulator, tmp_path)
     try:
@@ -216,6 +217,7 @@ def test_live_run_is_kept_alive_on_the_server(emulator, tmp_path):
         assert wait_until(lambda: emulator.state()["requests"]["by_route"].get(
             "experiment_keepalive", 0) >= 1, timeout=20)
     finally:
+        writer.kill()
         writer.wait(30)
         stop_daemon(daemon)
 
