@@ -58,6 +58,15 @@ def _opened_under(pid: int, directory: str) -> set[str]:
     return seen
 
 
+def _polling_daemon(emulator, runs, stderr, *extra):
+    """``comet-upload watch --poll 0.3 --json-log`` on ``runs``, its events to ``stderr``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
+    return subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
+                             "--poll", "0.3", *extra, "--json-log", str(runs)],
+                            stderr=stderr, text=True, env=env)
+
+
 def _on_server(emu, path) -> tuple[Counter, Counter]:
     copy = mirror_path(segments_dir(str(path)))
     want = Counter(journal_item_list(copy)) if os.path.exists(copy) else Counter()
@@ -133,11 +142,7 @@ def test_a_run_whose_end_is_sealed_after_the_daemons_turn_is_still_marked_upload
     marker = os.path.join(segments_dir(str(path)), ENDED_FILE_NAME)
     held = tmp_path / "ended-marker"
     os.replace(marker, held)  # as if the daemon looked before the writer wrote it
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
-    daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY, *FAST,
-                               "--poll", "0.3", "--rescan", "0.5", "--json-log", str(runs)],
-                              stderr=subprocess.PIPE, text=True, env=env)
+    daemon = _polling_daemon(emulator, runs, subprocess.PIPE, "--rescan", "0.5")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # everything sent, the run taken as live
@@ -206,8 +211,6 @@ def test_a_sealed_run_whose_live_file_reads_torn_is_uploaded_from_its_segments(e
     assert _writer(path, 0.3).wait(timeout=30) == 0
     with open(path, "r+b") as f:
         f.write(b"\0" * 100)  # the SQLite header, as a torn read shows it
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
     log = tmp_path / "daemon.log"
 
     def states():
@@ -215,9 +218,7 @@ def test_a_sealed_run_whose_live_file_reads_torn_is_uploaded_from_its_segments(e
                 if line.startswith("{") and json.loads(line).get("journal") == str(path)]
 
     with open(log, "w") as log_file:
-        daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY,
-                                   *FAST, "--poll", "0.3", "--json-log", str(runs)],
-                                  stderr=log_file, text=True, env=env)
+        daemon = _polling_daemon(emulator, runs, log_file)
         try:  # until everything is on the server and the run is marked uploaded (or 30 s)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -244,17 +245,13 @@ def test_a_run_found_before_its_first_seal_waits_and_is_uploaded_at_the_seal(emu
     make_journal(path, points=5)
     os.makedirs(segments_dir(str(path)))
     log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-    env.update(PYTHONPATH=ROOT, COMET_JOURNAL_AUTO_LOG="0")
 
     def events():
         return [json.loads(line) for line in log.read_text().splitlines()
                 if line.startswith("{")]
 
     with open(log, "w") as log_file:
-        daemon = subprocess.Popen([*CLI, "watch", "--url", emulator.url, "--api-key", KEY,
-                                   *FAST, "--poll", "0.3", "--json-log", str(runs)],
-                                  stderr=log_file, text=True, env=env)
+        daemon = _polling_daemon(emulator, runs, log_file)
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not any(

@@ -27,19 +27,25 @@ def _host_state(tmp_path, name):
     return str(home), str(home / "comet-journal")
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["per-call", "batch"])
-def test_a_copy_uploaded_from_a_second_host_finishes_the_upload_exactly_once(
-        emulator_factory, tmp_path, batch):
-    emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 15}]})
+def _partly_uploaded_on_host_a(emu, tmp_path, experiments, batch=False):
+    """A journal on host A, its upload stopped part-way by a time slice; returns its path."""
     run = tmp_path / "host-a"
     run.mkdir()
-    path = make_journal(run / "run.db", experiments=2, points=60)
+    path = make_journal(run / "run.db", experiments=experiments, points=60)
     _home_a, state_a = _host_state(tmp_path, "a")
     cfg = resolve(url=emu.url, api_key=KEY, environ={}, state_dir=state_a)
     first = upload_journal(path, cfg, Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05),
                                               concurrency=2, batch=batch, batch_size=10,
                                               time_slice_s=0.4))
     assert first.more_pending and first.uploaded > 0  # host A stopped part-way
+    return path
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["per-call", "batch"])
+def test_a_copy_uploaded_from_a_second_host_finishes_the_upload_exactly_once(
+        emulator_factory, tmp_path, batch):
+    emu = emulator_factory(faults={"rules": [{"route": "*", "kind": "latency", "ms": 15}]})
+    path = _partly_uploaded_on_host_a(emu, tmp_path, experiments=2, batch=batch)
     usb = tmp_path / "usb"
     usb.mkdir()
     shutil.copy(path, usb / "run.db")
@@ -77,14 +83,7 @@ def test_a_copy_uploaded_to_a_documented_only_server_adopts_the_experiment(emula
     A's experiment by the mark carrying the journal's client key and adopts it."""
     emu = emulator_factory(clientlib=False,
                            faults={"rules": [{"route": "*", "kind": "latency", "ms": 15}]})
-    run = tmp_path / "host-a"
-    run.mkdir()
-    path = make_journal(run / "run.db", experiments=1, points=60)
-    _home_a, state_a = _host_state(tmp_path, "a")
-    cfg = resolve(url=emu.url, api_key=KEY, environ={}, state_dir=state_a)
-    first = upload_journal(path, cfg, Options(policy=RetryPolicy(base_s=0.01, cap_s=0.05),
-                                              concurrency=2, time_slice_s=0.4))
-    assert first.more_pending and first.uploaded > 0  # host A stopped part-way
+    path = _partly_uploaded_on_host_a(emu, tmp_path, experiments=1)
     usb = tmp_path / "usb"
     usb.mkdir()
     shutil.copy(path, usb / "run.db")
